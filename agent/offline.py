@@ -1,0 +1,283 @@
+"""The built-in agent, used when no LLM is configured: intents, actions, rules, knowledge.
+
+It keeps what it learned in the conversation's memory (order numbers, the email the shopper
+proved, what the store's API said), so nobody asks the shopper twice. Order details are shown
+only to a shopper who proved the order (number + matching email); an unproved lookup is still
+used for routing, and the inbox is told the identity is unverified."""
+
+from __future__ import annotations
+
+import time
+from copy import deepcopy
+from typing import Any
+
+from agent.actions import ActionResult, ActionRunner
+from agent.entities import extract, extract_emails
+from agent.facts import build_facts, summary_text
+from agent.intents import detect
+from agent.knowledge import KnowledgeBase, Passage
+from agent.rules import Decision, evaluate_rules, expectation_message
+from agent.storeconfig import StoreConfig
+from agent.templating import render
+from agent.text import content_words
+from bot.ports import ConversationView, Handoff, MessageView, Turn
+
+CONVERSATION_INTENTS = ("cancel", "human", "fraud", "identity", "payment_problem", "price_request")
+
+
+def new_memory() -> dict[str, Any]:
+    return {
+        "turn": 0,
+        "email": None,
+        "entities": {},
+        "orders": {},
+        "customer": None,
+        "intents": [],
+        "retro_price": False,
+        "asked": [],
+        "misses": 0,
+        "lookup_failed": False,
+    }
+
+
+class OfflineAgent:
+    def __init__(self, config: StoreConfig, knowledge: KnowledgeBase, actions: ActionRunner) -> None:
+        self.config = config
+        self.kb = knowledge
+        self.actions = actions
+
+    # ------------------------------------------------------------ the turn
+
+    async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
+        started = time.monotonic()
+        mem = {**new_memory(), **deepcopy(conversation.memory or {})}
+        shopper = [m for m in history if m.role == "shopper"]
+        text = shopper[-1].text if shopper else ""
+        mem["turn"] += 1
+        det = detect(text)
+        intents = set(mem["intents"])
+        intents |= det.found & set(CONVERSATION_INTENTS)
+        intents -= det.negated
+        mem["retro_price"] = mem["retro_price"] or det.retro_price
+        mem["intents"] = sorted(intents)
+
+        actions_run: list[dict[str, Any]] = []
+        new_orders = await self._collect(conversation, mem, text, actions_run)
+
+        facts = build_facts(conversation, mem)
+        decision = evaluate_rules(self.config, facts)
+        turn = Turn(reply=None, actions_run=actions_run, memory=mem)
+        failed = [a for a in actions_run if a["status"] == "error"]
+
+        if failed:
+            mem["lookup_failed"] = True
+            self._handoff(turn, conversation, mem, facts, decision, extra_tags=["lookup-failed"],
+                          extra_reason=f"The store's API failed: {failed[0]['error']}",
+                          lead=render(self.config.messages.lookup_failed, **facts))
+        elif decision.escalate and not self._defer(decision, mem, turn):
+            self._handoff(turn, conversation, mem, facts, decision)
+        elif turn.reply is None:
+            self._answer(turn, conversation, mem, det, text, shopper, new_orders, facts)
+        turn.latency_ms = int((time.monotonic() - started) * 1000)
+        return turn
+
+    # ------------------------------------------------------- gathering facts
+
+    async def _collect(self, conversation: ConversationView, mem: dict[str, Any], text: str,
+                       actions_run: list[dict[str, Any]]) -> list[str]:
+        """Pick out entities, run the actions they trigger, remember the results."""
+        emails = extract_emails(text)
+        if emails:
+            mem["email"] = emails[-1]
+        seen: dict[str, list[str]] = mem["entities"]
+        new_values: dict[str, list[str]] = {}
+        for name, entity in self.config.entities.items():
+            if name == "email":
+                values = emails
+            else:
+                values = [v for v in extract(entity, text) if "@" not in v]
+            fresh = [v for v in values if v not in seen.get(name, [])]
+            if fresh:
+                seen.setdefault(name, []).extend(fresh)
+                new_values[name] = fresh
+        if mem["email"] and mem["email"] not in seen.get("email", []):
+            seen.setdefault("email", []).append(mem["email"])
+
+        new_orders: list[str] = []
+        for aname, action in self.config.actions.items():
+            if action.fact != "orders":
+                continue
+            for entity in action.runs_on:
+                for value in new_values.get(entity, []):
+                    inp = next(k for k, v in action.inputs.items() if v == entity)
+                    res = await self.actions.run(aname, {inp: value})
+                    actions_run.append(res.as_dict())
+                    self._remember_order(mem, value, res, action.verify.captured if action.verify else None)
+                    new_orders.append(value)
+        # The proved email may arrive after the order number: re-check ownership.
+        for order in mem["orders"].values():
+            order["verified"] = self._owns(conversation, mem, order)
+        await self._lookup_customer(conversation, mem, actions_run)
+        return new_orders
+
+    def _remember_order(self, mem: dict[str, Any], number: str, res: ActionResult, owner_field: str | None) -> None:
+        entry: dict[str, Any] = {"number": number, "lookup": res.status}
+        if res.status == "ok":
+            entry.update({k: v for k, v in res.captured.items() if v is not None})
+            entry["number"] = res.captured.get("number") or number
+            entry["owner"] = res.captured.get(owner_field) if owner_field else None
+        mem["orders"][number] = entry
+
+    def _proved_emails(self, conversation: ConversationView, mem: dict[str, Any]) -> set[str]:
+        out = {e.lower() for e in (conversation.customer.email, mem.get("email")) if e}
+        return out
+
+    def _owns(self, conversation: ConversationView, mem: dict[str, Any], order: dict[str, Any]) -> bool:
+        owner = (order.get("owner") or "").lower()
+        return bool(owner) and owner in self._proved_emails(conversation, mem)
+
+    async def _lookup_customer(self, conversation: ConversationView, mem: dict[str, Any],
+                               actions_run: list[dict[str, Any]]) -> None:
+        action_name = next((n for n, a in self.config.actions.items() if a.fact == "customer"), None)
+        if action_name is None:
+            return
+        action = self.config.actions[action_name]
+        inp = next(iter(action.inputs), "email")
+        current = mem.get("customer") or {}
+        proved = sorted(self._proved_emails(conversation, mem))
+        target, verified = None, False
+        if proved:
+            target, verified = proved[-1] if mem.get("email") is None else mem["email"].lower(), True
+            if conversation.customer.email and mem.get("email") is None:
+                target = conversation.customer.email.lower()
+        else:
+            # Routing only: the tier behind an order the shopper named but has not proved yet.
+            owners = [o.get("owner") for o in mem["orders"].values() if o.get("owner")]
+            if owners:
+                target = owners[0].lower()
+        if not target or (current.get("email") == target and current.get("verified") == verified):
+            return
+        if current.get("email") == target and current.get("status") in ("ok", "not_found"):
+            current["verified"] = verified
+            return
+        res = await self.actions.run(action_name, {inp: target})
+        actions_run.append(res.as_dict())
+        mem["customer"] = {"email": target, "verified": verified, "status": res.status,
+                           **({k: v for k, v in res.captured.items() if v is not None} if res.status == "ok" else {})}
+
+    # -------------------------------------------------------------- deciding
+
+    def _defer(self, decision: Decision, mem: dict[str, Any], turn: Turn) -> bool:
+        """Rules that need a fact first (e.g. the order number) ask for it once before handing off."""
+        asks = decision.asks()
+        if not asks or len(asks) != len(decision.matches):
+            return False
+        for m in asks:
+            entity = m.rule.ask_for
+            assert entity is not None
+            if mem["entities"].get(entity):
+                return False
+            key = f"{m.rule.name}:{entity}"
+            if key in mem["asked"]:
+                return False
+        first = asks[0]
+        assert first.rule.ask_for is not None
+        mem["asked"].append(f"{first.rule.name}:{first.rule.ask_for}")
+        prompt = self.config.entities[first.rule.ask_for].prompt or self.config.messages.ask_order
+        turn.reply = prompt
+        return True
+
+    def _handoff(self, turn: Turn, conversation: ConversationView, mem: dict[str, Any], facts: dict[str, Any],
+                 decision: Decision, *, extra_tags: list[str] | None = None, extra_reason: str = "",
+                 lead: str | None = None) -> None:
+        tags = list(dict.fromkeys([*decision.tags, *(extra_tags or [])]))
+        reason = "; ".join(r for r in (decision.reason, extra_reason) if r) or "handoff"
+        message, sla = expectation_message(self.config, decision, facts)
+        sale = next((o.get("sale") for o in facts["orders"] if o.get("sale")), None)
+        context = {
+            "customer": facts["customer"],
+            "orders": facts["orders"],
+            "intents": facts["intents"],
+            "problem_orders": decision.problem_orders,
+            "rules": [m.rule.name for m in decision.matches],
+            "sla_minutes": sla,
+            "actions": [a for a in turn.actions_run],
+        }
+        turn.handoff = Handoff(
+            tags=tags,
+            reason=reason,
+            summary=summary_text(conversation, facts, reason),
+            context=context,
+            priority=decision.priority,
+            sale=sale,
+        )
+        turn.reply = f"{lead} {message}".strip() if lead and lead not in message else message
+
+    # -------------------------------------------------------------- answering
+
+    def _answer(self, turn: Turn, conversation: ConversationView, mem: dict[str, Any], det: Any, text: str,
+                shopper: list[MessageView], new_orders: list[str], facts: dict[str, Any]) -> None:
+        msgs = self.config.messages
+        parts: list[str] = []
+        orders = mem["orders"]
+        for number in new_orders:
+            if orders[number]["lookup"] == "not_found":
+                parts.append(render(msgs.order_not_found, number=number))
+        # Orders whose owner is now proved and not yet reported.
+        for number, order in orders.items():
+            if order["lookup"] != "ok":
+                continue
+            if order.get("verified") and not order.get("reported"):
+                parts.append(render(msgs.order_status, order=order, customer=facts["customer"]))
+                order["reported"] = True
+        unproved = [o for o in orders.values() if o["lookup"] == "ok" and not o.get("verified")]
+        if unproved:
+            if mem.get("email") and any(not o.get("mismatch_told") for o in unproved):
+                parts.append(msgs.email_mismatch)
+                for o in unproved:
+                    o["mismatch_told"] = True
+            elif not mem.get("email"):
+                parts.append(msgs.ask_email)
+        wants_order = det.order_topic and not orders and not new_orders
+        if wants_order and (det.question or len(content_words(text)) <= 4):
+            parts.append(self.config.entities.get("order_number").prompt if "order_number" in self.config.entities else msgs.ask_order)
+
+        passage = self._search(text, shopper, det) if not wants_order else None
+        if passage is not None:
+            parts.append(f"{passage.text}\n(Source: {passage.source})")
+            turn.sources = [passage.source]
+            mem["misses"] = 0
+
+        if not parts:
+            if det.thanks:
+                parts.append(msgs.thanks)
+            elif det.greeting:
+                parts.append(msgs.greeting)
+            elif (new_orders or extract_emails(text)) and not det.question:
+                parts.append("Thanks, noted.")
+            else:
+                mem["misses"] += 1
+                if det.question or mem["misses"] >= 2:
+                    decision = Decision()
+                    self._handoff(turn, conversation, mem, facts, decision, extra_tags=["unanswered"],
+                                  extra_reason="The assistant had no answer in the store's content",
+                                  lead=msgs.dont_know)
+                    return
+                parts.append(msgs.rephrase)
+        turn.reply = "\n\n".join(parts)
+
+    def _search(self, text: str, shopper: list[MessageView], det: Any) -> Passage | None:
+        """Best passage for the question; a short follow-up is read with the message before it."""
+        words = content_words(text)
+        if not words or (det.thanks and not det.question) or det.greeting:
+            return None
+        query = text
+        if len(words) < 4 and len(shopper) > 1:
+            query = f"{shopper[-2].text} {text}"
+        hits = self.kb.search(query, k=3)
+        if not hits:
+            return None
+        best = max(hits, key=lambda p: (p.confidence, p.score))
+        if best.confidence < self.config.knowledge.min_confidence:
+            return None
+        return best

@@ -1,0 +1,94 @@
+"""The escalation rules engine: facts in, a decision out. The rules, not the LLM, decide tags.
+
+Rule sets apply when their `applies_if` holds (a sale, a tier, an issue type); rules run in file
+order and later rules see the tags earlier ones added (so "human-requested only when nothing else
+explains it" is just `not tags`). A rule `for_each: order` is checked once per order and the
+orders it matches count as problem orders (so "two or more orders with problems" is a fact)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.storeconfig import Rule, StoreConfig
+from agent.templating import evaluate, render
+
+
+@dataclass
+class Match:
+    rule: Rule
+    rule_set: str
+    orders: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass
+class Decision:
+    matches: list[Match] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    problem_orders: list[str] = field(default_factory=list)
+
+    @property
+    def escalate(self) -> bool:
+        return bool(self.matches)
+
+    @property
+    def priority(self) -> int:
+        return max((m.rule.priority for m in self.matches), default=0)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(dict.fromkeys(m.reason for m in self.matches if m.reason))
+
+    def asks(self) -> list[Match]:
+        return [m for m in self.matches if m.rule.ask_for]
+
+
+def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
+    decision = Decision()
+    orders = list(facts.get("orders") or [])
+    for rule_set in config.rule_sets:
+        ctx = {**facts, "tags": list(decision.tags), "problem_orders": list(decision.problem_orders)}
+        if not evaluate(rule_set.applies_if, **ctx):
+            continue
+        for rule in rule_set.rules:
+            ctx = {**facts, "tags": list(decision.tags), "problem_orders": list(decision.problem_orders)}
+            if rule.for_each == "order":
+                hits = [o for o in orders if evaluate(rule.if_, **ctx, order=o)]
+                if not hits:
+                    continue
+                numbers = [str(o.get("number")) for o in hits]
+                reason = render(rule.reason, **ctx, order=hits[0], orders_matched=hits) if rule.reason else rule.name
+                decision.matches.append(Match(rule, rule_set.name, numbers, reason))
+                for n in numbers:
+                    if n not in decision.problem_orders:
+                        decision.problem_orders.append(n)
+            else:
+                if not evaluate(rule.if_, **ctx):
+                    continue
+                reason = render(rule.reason, **ctx) if rule.reason else rule.name
+                decision.matches.append(Match(rule, rule_set.name, [], reason))
+            for tag in rule.tags:
+                if tag not in decision.tags:
+                    decision.tags.append(tag)
+    return decision
+
+
+def expectation_message(config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None) -> tuple[str, int]:
+    """The message the shopper gets on handoff, with the SLA from the rules and business hours."""
+    now = now or datetime.now(UTC)
+    slas = [m.rule.sla_minutes for m in decision.matches if m.rule.sla_minutes]
+    sla = min(slas) if slas else config.store.sla_minutes
+    hours = config.store.hours
+    custom = next((m.rule.expectation for m in decision.matches if m.rule.expectation), None)
+    ctx = {**facts, "sla_minutes": sla, "tags": decision.tags, "store": config.store.model_dump()}
+    if not hours.is_open(now):
+        opens_at = hours.next_open(now)
+        local_now = now.astimezone(opens_at.tzinfo)
+        day = "today" if opens_at.date() == local_now.date() else (
+            "tomorrow" if (opens_at.date() - local_now.date()).days == 1 else f"on {opens_at:%A}"
+        )
+        ctx["opens"] = f"{day} from {opens_at:%H:%M} ({hours.timezone})"
+        return render(config.messages.out_of_hours, **ctx), sla
+    return render(custom or config.messages.expectation, **ctx), sla

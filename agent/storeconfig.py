@@ -1,0 +1,348 @@
+"""The store's behaviour as data: entities, custom actions, escalation rules, tags, messages.
+
+Validated at start with pydantic; errors name the file, the line and the field (line numbers come
+from PyYAML's node tree, so a store developer can jump straight to the mistake). Conditions and
+templates are Jinja2 sandboxed expressions, compiled here so a typo fails at start, not mid-sale.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jmespath
+import yaml
+from jinja2 import TemplateSyntaxError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.templating import ENV
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "flash-sale" / "handoff.yaml"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ConfigError(Exception):
+    """A config problem, already worded for the person who wrote the file."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_expr(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        ENV.compile_expression(value)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"invalid expression {value!r}: {exc.message}") from exc
+    return value
+
+
+def _check_template(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        ENV.from_string(value)
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"invalid template: {exc.message} (line {exc.lineno} of the template)") from exc
+    return value
+
+
+class Entity(Strict):
+    """Something the agent picks out of what the shopper types (an order number, an email)."""
+
+    pattern: str
+    format: str = "{{ match }}"
+    upper: bool = True
+    prompt: str = ""
+    description: str = ""
+
+    @field_validator("format")
+    @classmethod
+    def _fmt(cls, v: str) -> str | None:
+        return _check_template(v)
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from exc
+        return v
+
+
+class Request(Strict):
+    method: Literal["GET", "POST"] = "GET"
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: dict[str, Any] | None = Field(default=None, alias="json")
+    timeout: float = Field(default=5.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str | None:
+        return _check_template(v)
+
+
+class Verify(Strict):
+    """Details are shown to the shopper only when `captured` equals what the shopper proved."""
+
+    captured: str
+    matches: Literal["email"] = "email"
+
+
+class Action(Strict):
+    description: str = ""
+    inputs: dict[str, str] = Field(default_factory=dict, description="input name -> entity name")
+    request: Request
+    capture: dict[str, str] = Field(default_factory=dict)
+    runs_on: list[str] = Field(default_factory=list, description="entities whose appearance runs it")
+    verify: Verify | None = None
+    fact: str = Field(description="where results go in the facts: orders | customer")
+
+    @field_validator("capture")
+    @classmethod
+    def _jmes(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, expr in v.items():
+            try:
+                jmespath.compile(expr)
+            except jmespath.exceptions.ParseError as exc:
+                raise ValueError(f"capture {name!r}: invalid JMESPath {expr!r}: {exc}") from exc
+        return v
+
+    @field_validator("fact")
+    @classmethod
+    def _fact(cls, v: str) -> str:
+        if v not in ("orders", "customer"):
+            raise ValueError("fact must be 'orders' or 'customer'")
+        return v
+
+
+class Rule(Strict):
+    name: str
+    if_: str = Field(alias="if")
+    for_each: Literal["order"] | None = None
+    tags: list[str] = Field(default_factory=list)
+    reason: str = ""
+    priority: int = 0
+    ask_for: str | None = None
+    expectation: str | None = None
+    sla_minutes: int | None = None
+
+    @field_validator("if_")
+    @classmethod
+    def _cond(cls, v: str) -> str | None:
+        return _check_expr(v)
+
+    @field_validator("reason", "expectation")
+    @classmethod
+    def _tmpl(cls, v: str | None) -> str | None:
+        return _check_template(v)
+
+
+class RuleSet(Strict):
+    name: str
+    applies_if: str = "true"
+    rules: list[Rule]
+
+    @field_validator("applies_if")
+    @classmethod
+    def _cond(cls, v: str) -> str | None:
+        return _check_expr(v)
+
+
+class Tag(Strict):
+    description: str = ""
+    emoji: str = ""
+    color: str = "#888888"
+    channel: str | None = None
+
+
+class Hours(Strict):
+    timezone: str = "UTC"
+    days: list[str] = Field(default_factory=lambda: list(WEEKDAYS[:5]))
+    start: time = time(9, 0)
+    end: time = time(18, 0)
+    always_open: bool = False
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        bad = [d for d in v if d.lower()[:3] not in WEEKDAYS]
+        if bad:
+            raise ValueError(f"unknown day(s) {bad}; use mon..sun")
+        return [d.lower()[:3] for d in v]
+
+    def is_open(self, when: datetime) -> bool:
+        if self.always_open:
+            return True
+        local = when.astimezone(ZoneInfo(self.timezone))
+        return WEEKDAYS[local.weekday()] in self.days and self.start <= local.time() < self.end
+
+    def next_open(self, when: datetime) -> datetime:
+        local = when.astimezone(ZoneInfo(self.timezone))
+        for i in range(0, 8):
+            day = (local + timedelta(days=i)).date()
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            opening = datetime.combine(day, self.start, tzinfo=ZoneInfo(self.timezone))
+            if opening > local or (i == 0 and self.is_open(when)):
+                return opening if opening > local else local
+        return local
+
+
+class Messages(Strict):
+    welcome: str = "Hi! I'm the store's assistant. Ask me anything, or ask for a person at any time."
+    expectation: str = "I've passed this to our team. A person will reply here within {{ sla_minutes }} minutes."
+    out_of_hours: str = "I've passed this to our team. We're offline now; a person will reply here {{ opens }}."
+    dont_know: str = "I'm not sure about that one, so I've asked a person from our team to help."
+    rephrase: str = "Sorry, I didn't quite get that. Could you tell me a little more?"
+    ask_order: str = "Could you give me your order number?"
+    ask_email: str = "To keep your order details private, what's the email address on the order?"
+    email_mismatch: str = "That email doesn't match the one on the order, so I can't share its details."
+    order_not_found: str = "I couldn't find order {{ number }}. Could you check the number?"
+    lookup_failed: str = "I can't reach our order system right now, so I've passed this to a person who can check it for you."
+    greeting: str = "Hi! How can I help?"
+    thanks: str = "You're welcome! Anything else I can help with?"
+    claimed: str = "{name} from our team has joined the chat."
+    resolved: str = "This conversation is marked as resolved. Write again any time if you need more help."
+    handback: str = "You're chatting with our assistant again."
+    ai_unavailable: str = "Sorry, our assistant is having trouble right now. I've passed your message to our team and a person will reply here."
+    order_status: str = "Order {{ order.number }}: {{ order.status }}, payment {{ order.payment_status }}."
+
+    @model_validator(mode="after")
+    def _templates(self) -> Messages:
+        for name, value in self.__dict__.items():
+            try:
+                _check_template(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        return self
+
+
+class Store(Strict):
+    name: str = "Our store"
+    team_name: str = "Support team"
+    human_names: Literal["first_name", "full_name", "team"] = "first_name"
+    sla_minutes: int = 15
+    hours: Hours = Field(default_factory=Hours)
+    reminder_minutes: int = 30
+    reminder_mention: str | None = None
+
+
+class Knowledge(Strict):
+    dir: str = "knowledge"
+    min_confidence: float = Field(default=0.45, ge=0, le=1)
+
+
+class StoreConfig(Strict):
+    store: Store = Field(default_factory=Store)
+    messages: Messages = Field(default_factory=Messages)
+    knowledge: Knowledge = Field(default_factory=Knowledge)
+    entities: dict[str, Entity] = Field(default_factory=dict)
+    actions: dict[str, Action] = Field(default_factory=dict)
+    tags: dict[str, Tag] = Field(default_factory=dict)
+    rule_sets: list[RuleSet] = Field(default_factory=list)
+    secrets: list[str] = Field(default_factory=list, description="env variables templates may read")
+    mask_patterns: list[str] = Field(default_factory=list)
+    note_prefix: str = ";"
+
+    path: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _references(self) -> StoreConfig:
+        for aname, action in self.actions.items():
+            for inp, entity in action.inputs.items():
+                if entity not in self.entities:
+                    raise ValueError(f"actions.{aname}.inputs.{inp}: unknown entity {entity!r}")
+            for entity in action.runs_on:
+                if entity not in self.entities:
+                    raise ValueError(f"actions.{aname}.runs_on: unknown entity {entity!r}")
+        for rs in self.rule_sets:
+            for rule in rs.rules:
+                for tag in rule.tags:
+                    if tag not in self.tags:
+                        raise ValueError(f"rule {rule.name!r}: tag {tag!r} is not defined under tags:")
+                if rule.ask_for and rule.ask_for not in self.entities:
+                    raise ValueError(f"rule {rule.name!r}: ask_for {rule.ask_for!r} is not an entity")
+        return self
+
+    @property
+    def knowledge_path(self) -> Path:
+        base = self.path.parent if self.path else Path.cwd()
+        return (base / self.knowledge.dir).resolve()
+
+    def routing(self) -> dict[str, str]:
+        return {name: tag.channel for name, tag in self.tags.items() if tag.channel}
+
+
+def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
+    """Follow a pydantic error location through the YAML node tree, as deep as it goes."""
+    best = node
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == part or (part == "if_" and k.value == "if"):
+                    nxt = v
+                    best = k
+                    break
+            if nxt is None:
+                return best
+            node = nxt
+            best = node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            best = node
+        else:
+            return best
+    return best
+
+
+def load_config(path: str | Path | None = None) -> StoreConfig:
+    p = Path(path) if path else DEFAULT_CONFIG
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read the config file: {exc.strerror or exc}") from exc
+    return parse_config(text, p)
+
+
+def parse_config(text: str, path: Path) -> StoreConfig:
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping (key: value) at the top level")
+    try:
+        cfg = StoreConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            node = _node_at(root, loc)
+            line = node.start_mark.line + 1 if node is not None else 1
+            field = ".".join(str(x) for x in loc).replace("if_", "if") or "(top level)"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}:{line}: {field}: {msg}")
+        raise ConfigError("\n".join(lines)) from exc
+    cfg.path = path.resolve()
+    return cfg

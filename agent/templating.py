@@ -1,0 +1,54 @@
+"""One sandboxed Jinja2 environment for every store-written template and condition.
+
+Jinja's sandbox is a well-kept, audited way to let config authors write expressions
+(`'cancel' in intents and order.sale`) without giving them Python: no attribute access to
+internals, no imports, no I/O."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import StrictUndefined, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+
+def _where(items: Any, key: str, value: Any = True) -> list[Any]:
+    """`orders | where('payment_status', 'failed')`: the items whose key equals value."""
+    out = []
+    for item in items or []:
+        got = item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+        if (got == value) if value is not True else bool(got):
+            out.append(item)
+    return out
+
+
+def _path(value: Any) -> str:
+    """Quote a value for use as one URL path segment (slashes too)."""
+    return quote(str(value), safe="")
+
+
+ENV = ImmutableSandboxedEnvironment(undefined=Undefined, autoescape=False)
+ENV.filters["where"] = _where
+ENV.filters["path"] = _path
+STRICT_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+STRICT_ENV.filters.update(ENV.filters)
+
+
+@lru_cache(maxsize=1024)
+def _template(source: str) -> Any:
+    return ENV.from_string(source)
+
+
+@lru_cache(maxsize=1024)
+def _expression(source: str) -> Any:
+    return ENV.compile_expression(source)
+
+
+def render(template: str, **context: Any) -> str:
+    return _template(template).render(**context)
+
+
+def evaluate(expression: str, **context: Any) -> Any:
+    return _expression(expression)(**context)

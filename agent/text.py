@@ -1,0 +1,86 @@
+"""Text normalisation shared by retrieval and intent detection: folding, contractions, tokens."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+CONTRACTIONS = {
+    "can't": "can not",
+    "cannot": "can not",
+    "won't": "will not",
+    "shan't": "shall not",
+    "ain't": "is not",
+    "n't": " not",
+    "'re": " are",
+    "'ve": " have",
+    "'ll": " will",
+    "'d": " would",
+    "'m": " am",
+    "i'd": "i would",
+}
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further had
+    has have having he her here hers herself him himself his how i if in into is it its itself just
+    me more most my myself no nor not now of off on once only or other our ours ourselves out over
+    own same she should so some such than that the their theirs them themselves then there these
+    they this those through to too under until up very was we were what when where which while who
+    whom why will with would you your yours yourself yourselves hi hello hey thanks thank please
+    ok okay yes yeah btw also really actually just still maybe pls plz im ive dont cant wont didnt
+    doesnt isnt one get got know need want like tell let us would could might much many lot""".split()
+)
+
+
+def fold(text: str) -> str:
+    """Lower case, typographic quotes and dashes made plain, accents removed."""
+    text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
+    text = text.replace("–", "-").replace("—", "-")
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return text.lower()
+
+
+def expand_contractions(text: str) -> str:
+    text = re.sub(r"\b(can't|cannot|won't|shan't|ain't)\b", lambda m: CONTRACTIONS[m.group(1)], text)
+    text = re.sub(r"\bi'd\b", "i would", text)
+    text = re.sub(r"n't\b", " not", text)
+    text = re.sub(r"'(re|ve|ll|d|m)\b", lambda m: CONTRACTIONS["'" + m.group(1)], text)
+    # Common apostrophe-less spellings in chat.
+    text = re.sub(r"\b(dont|didnt|doesnt|cant|wont|isnt|wasnt|havent|hasnt|couldnt|wouldnt)\b",
+                  lambda m: {"cant": "can not", "wont": "will not"}.get(m.group(1), m.group(1)[:-2] + " not"),
+                  text)
+    return text
+
+
+def normalize(text: str) -> str:
+    return expand_contractions(fold(text))
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*|%|[?!.,;]", normalize(text))
+
+
+def content_words(text: str) -> list[str]:
+    """Words worth searching for: no stopwords, no numbers-with-currency noise, no order numbers."""
+    out = []
+    for w in re.findall(r"[a-z][a-z0-9]+", normalize(text)):
+        if w in STOPWORDS or len(w) < 3:
+            continue
+        out.append(w)
+    return out
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper, only for choosing which sentence of a passage to quote."""
+    w = word.lower()
+    for suffix in ("ations", "ation", "ings", "ing", "edly", "ed", "ies", "es", "s", "ly"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            return w[: -len(suffix)]
+    return w
+
+
+def sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+|\n+", text)
+    return [p.strip() for p in parts if p.strip()]

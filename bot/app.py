@@ -1,0 +1,208 @@
+"""The aiohttp app factory: every resource opened in `cleanup_ctx` and closed on the way out,
+typed `web.AppKey`s instead of globals, nothing read from the environment at import time.
+
+Bridges for Slack and Telegram are imported only when configured, so the core runs (and its
+tests run) without touching a platform SDK."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from agent.actions import ActionRunner
+from agent.knowledge import KnowledgeBase
+from agent.offline import OfflineAgent
+from agent.storeconfig import StoreConfig
+from bot.core import Core, CoreMessages
+from bot.delivery import DeliveryWorker
+from bot.live import LiveHub
+from bot.pacing import Pacer
+from bot.ports import Agent, Inbox, ShopperChannel
+from bot.settings import Settings
+from storage.db import make_engine, make_sessionmaker
+from storage.migrate import upgrade_async
+
+log = logging.getLogger("handoff.app")
+
+
+class ConfigurationError(Exception):
+    """The service must not start like this (a missing secret in production mode, say)."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: StoreConfig
+    core: Core
+    worker: DeliveryWorker
+    live: LiveHub
+    knowledge: KnowledgeBase
+    agent: Agent
+    channels: dict[str, ShopperChannel] = field(default_factory=dict)
+    inboxes: dict[str, Inbox] = field(default_factory=dict)
+    inbox_token: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def check_production(settings: Settings) -> list[str]:
+    """What is missing to run outside demo mode; fail closed rather than run unprotected."""
+    problems = []
+    if not settings.demo:
+        if not settings.inbox_token and not settings.slack_enabled:
+            problems.append("INBOX_TOKEN is not set: the web inbox would be open to anyone")
+        if settings.slack_enabled and not settings.slack_signing_secret:
+            problems.append("SLACK_SIGNING_SECRET is not set: Slack requests could not be verified")
+        if settings.telegram_enabled and settings.telegram_mode == "webhook" and not settings.telegram_webhook_secret:
+            problems.append("TELEGRAM_WEBHOOK_SECRET is not set: Telegram webhooks could not be verified")
+    return problems
+
+
+def display_name_factory(config: StoreConfig) -> Any:
+    def display(author: str) -> str:
+        mode = config.store.human_names
+        if mode == "team" or not author:
+            return config.store.team_name
+        return author.split()[0] if mode == "first_name" else author
+
+    return display
+
+
+def build_app(settings: Settings, config: StoreConfig, *, auto_migrate: bool | None = None) -> web.Application:
+    problems = check_production(settings)
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    app = web.Application(client_max_size=256 * 1024)
+    if auto_migrate is None:
+        auto_migrate = settings.demo or settings.database_url.startswith("sqlite")
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        if auto_migrate:
+            await upgrade_async(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        live = LiveHub()
+        knowledge_dir = settings.knowledge_dir or config.knowledge_path
+        knowledge = KnowledgeBase.from_folder(knowledge_dir)
+        actions = ActionRunner(config, settings.shop_api_url)
+        agent: Agent = OfflineAgent(config, knowledge, actions)
+        if settings.llm_enabled:
+            from agent.llm import build_llm_agent
+
+            agent = build_llm_agent(settings, config, knowledge, actions, fallback=agent)
+
+        pacer = Pacer()
+        channels: dict[str, ShopperChannel] = {}
+        inboxes: dict[str, Inbox] = {}
+        from bridges.widget.routes import WidgetChannel
+
+        channels["widget"] = WidgetChannel(live)
+        from bridges.webinbox.routes import WebInbox
+
+        web_inbox = WebInbox(live)
+        inboxes["web"] = web_inbox
+        inbox_name = "web"
+        m = config.messages
+        core = Core(
+            sessions=sessions,
+            agent=agent,
+            live=live,
+            inbox_name=inbox_name,
+            messages=CoreMessages(claimed=m.claimed, resolved=m.resolved, handback=m.handback, ai_unavailable=m.ai_unavailable),
+            mask_patterns=list(config.mask_patterns),
+            max_text=settings.max_message_chars,
+            display_name=display_name_factory(config),
+        )
+        worker = DeliveryWorker(sessions, channels=channels, inboxes=inboxes, pacer=pacer, live=live,
+                                poll_seconds=settings.delivery_poll_seconds)
+        core.on_outbox = worker.kick
+        core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]
+        token = settings.inbox_token.get_secret_value() if settings.inbox_token else ""
+        if not token and settings.demo:
+            token = secrets.token_urlsafe(9)
+        services = Services(settings, config, core, worker, live, knowledge, agent, channels, inboxes, token)
+        app[SERVICES] = services
+
+        for hook in app.get(BRIDGE_SETUP, []):
+            await hook(app, services)
+
+        await worker.recover_all()
+        worker.start()
+        resumed = await core.resume()
+        log.info("started", extra={"resumed": resumed, "inbox": core.inbox_name, "channels": sorted(channels)})
+        try:
+            yield
+        finally:
+            for hook in app.get(BRIDGE_TEARDOWN, []):
+                await hook(app, services)
+            await worker.stop()
+            await core.close()
+            await actions.close()
+            await engine.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    app[BRIDGE_SETUP] = []
+    app[BRIDGE_TEARDOWN] = []
+    _register_routes(app, settings, config)
+    return app
+
+
+BRIDGE_SETUP = web.AppKey("bridge_setup", list)
+BRIDGE_TEARDOWN = web.AppKey("bridge_teardown", list)
+
+
+def _register_routes(app: web.Application, settings: Settings, config: StoreConfig) -> None:
+    """Routes are registered up front (aiohttp freezes the router); handlers reach services lazily."""
+    from bridges.webinbox.routes import WebInboxRoutes
+    from bridges.widget.routes import WidgetRoutes
+
+    async def healthz(request: web.Request) -> web.Response:
+        services = request.app[SERVICES]
+        pending = await services.worker.pending()
+        return web.json_response({"ok": True, "outbox_pending": pending, "inbox": services.core.inbox_name})
+
+    app.router.add_get("/healthz", healthz)
+    tags = [{"name": n, "description": t.description, "emoji": t.emoji, "color": t.color} for n, t in config.tags.items()]
+    lazy = _Lazy(app)
+    WidgetRoutes(lazy, lazy.live, max_text=settings.max_message_chars).register(app)  # type: ignore[arg-type]
+    inbox_routes = WebInboxRoutes(lazy, lazy.live, "", tags)  # type: ignore[arg-type]
+    inbox_routes.register(app)
+
+    async def bind(app: web.Application, services: Services) -> None:
+        inbox_routes.token = services.inbox_token
+
+    app[BRIDGE_SETUP].append(bind)
+    if settings.slack_enabled:
+        from bridges.slack.setup import setup_slack
+
+        setup_slack(app, settings, config)
+    if settings.telegram_enabled:
+        from bridges.telegram.setup import setup_telegram
+
+        setup_telegram(app, settings, config)
+
+
+class _Lazy:
+    """Stands in for the core and the live hub until `cleanup_ctx` has built them."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self.live = _LazyLive(app)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app[SERVICES].core, name)
+
+
+class _LazyLive:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app[SERVICES].live, name)

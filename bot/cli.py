@@ -1,0 +1,212 @@
+"""`handoff`: run, demo, migrate, check, eval (and the platform helpers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from agent.storeconfig import ConfigError, StoreConfig, load_config
+from bot.logs import setup_logging
+from bot.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SHOP = ROOT / "examples" / "flash-sale" / "shop.json"
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> StoreConfig:
+    path = getattr(args, "config", None) or settings.handoff_config
+    return load_config(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = Settings()
+    try:
+        config = _config(args, settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    from agent.knowledge import KnowledgeBase
+    from bot.app import check_production
+
+    kdir = settings.knowledge_dir or config.knowledge_path
+    try:
+        kb = KnowledgeBase.from_folder(kdir)
+        knowledge = f"{len(kb.sources)} files, {len(kb.chunks)} passages in {kdir}"
+    except FileNotFoundError as exc:
+        print(f"knowledge: {exc}", file=sys.stderr)
+        return 2
+    rules = sum(len(rs.rules) for rs in config.rule_sets)
+    print(f"config:     {config.path}")
+    print(f"store:      {config.store.name}")
+    print(f"knowledge:  {knowledge}")
+    print(f"actions:    {', '.join(config.actions) or 'none'}")
+    print(f"rules:      {rules} in {len(config.rule_sets)} rule sets")
+    print(f"tags:       {', '.join(config.tags)}")
+    print(f"agent:      {'LLM ' + settings.openai_model if settings.llm_enabled else 'built-in (offline)'}")
+    print(f"inbox:      {'Slack ' + str(settings.slack_inbox_channel) if settings.slack_enabled else 'web inbox at /inbox'}")
+    print(f"channels:   widget{', telegram (' + settings.telegram_mode + ')' if settings.telegram_enabled else ''}")
+    print(f"database:   {settings.database_url.split('@')[-1]}")
+    problems = check_production(settings)
+    for p in problems:
+        print(f"problem:    {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.migrate import upgrade
+
+    settings = Settings()
+    upgrade(settings.database_url)
+    print("database is up to date")
+    return 0
+
+
+def _serve(settings: Settings, config: StoreConfig, *, banner: Any = None, extra_startup: Any = None) -> int:
+    from bot.app import ConfigurationError, build_app
+
+    try:
+        app = build_app(settings, config)
+    except ConfigurationError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if extra_startup is not None:
+        app.on_startup.append(extra_startup)
+    if banner is not None:
+        app.on_startup.append(banner)
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = {}
+    if args.port:
+        overrides["port"] = args.port
+    if args.host:
+        overrides["host"] = args.host
+    settings = Settings(**overrides)
+    try:
+        config = _config(args, settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    return _serve(settings, config)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot.shop_server import ShopData, free_port, start_shop
+
+    port = args.port or 8080
+    shop_port = args.shop_port or free_port()
+    os.environ.setdefault("DATABASE_URL", "sqlite+aiosqlite:///./handoff-demo.db")
+    settings = Settings(
+        demo=True,
+        port=port,
+        host=args.host or "127.0.0.1",
+        shop_api_url=f"http://127.0.0.1:{shop_port}",
+    )
+    try:
+        config = _config(args, settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    shop = ShopData()
+    shop.load(json.loads(DEMO_SHOP.read_text()))
+    holder: dict[str, Any] = {}
+
+    async def start_shop_api(app: web.Application) -> None:
+        holder["runner"], _ = await start_shop(shop, shop_port)
+
+        async def stop(app: web.Application) -> None:
+            await holder["runner"].cleanup()
+
+        app.on_cleanup.append(stop)
+
+    async def banner(app: web.Application) -> None:
+        from bot.app import SERVICES
+
+        token = app[SERVICES].inbox_token
+        base = f"http://{settings.host}:{settings.port}"
+        print(
+            "\nhandoff demo is running (Ctrl-C to stop)\n"
+            f"  shop page with the chat widget:  {base}/\n"
+            f"  team inbox:                      {base}/inbox   (token: {token})\n"
+            f"  sample shop API:                 {settings.shop_api_url}/orders/FP-100234\n"
+            "  try: 'where is my order FP-100234?', 'my payment for FP-100311 failed',\n"
+            "       'how long does shipping to Germany take?', 'can I talk to a person?'\n",
+            flush=True,
+        )
+
+    return _serve(settings, config, banner=banner, extra_startup=start_shop_api)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bot.evaluate import load_scenarios, run_eval
+
+    settings = Settings()
+    try:
+        config = _config(args, settings)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    scenarios = load_scenarios(args.scenarios)
+    factory = None
+    if args.llm:
+        from agent.llm import llm_agent_factory
+
+        factory = llm_agent_factory(settings)
+    logging.basicConfig(level=logging.WARNING)
+    report = asyncio.run(run_eval(scenarios, args.knowledge, config, agent_factory=factory))
+    print(report.render(show_transcripts=not args.quiet))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_json(), indent=2, default=str))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="handoff", description="AI shopper support that hands hard chats to people.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", help="store config YAML (default: HANDOFF_CONFIG or the flash-sale pack)")
+        return p
+
+    p = with_config(sub.add_parser("run", help="run the service from env and config"))
+    p.add_argument("--port", type=int)
+    p.add_argument("--host")
+    p.set_defaults(func=cmd_run)
+    p = with_config(sub.add_parser("demo", help="the sample store: SQLite, built-in agent, web inbox, sample shop API"))
+    p.add_argument("--port", type=int)
+    p.add_argument("--host")
+    p.add_argument("--shop-port", type=int)
+    p.set_defaults(func=cmd_demo)
+    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(func=cmd_migrate)
+    with_config(sub.add_parser("check", help="validate the config and print what is enabled")).set_defaults(func=cmd_check)
+    p = with_config(sub.add_parser("eval", help="score the agent's handoff judgment on scenarios"))
+    p.add_argument("scenarios")
+    p.add_argument("--knowledge", required=True)
+    p.add_argument("--json", help="write the full report as JSON here")
+    p.add_argument("--llm", action="store_true", help="evaluate the LLM agent (OPENAI_* settings)")
+    p.add_argument("--quiet", action="store_true", help="no transcripts")
+    p.set_defaults(func=cmd_eval)
+    try:
+        from bridges.telegram.cli import add_telegram_commands
+    except ImportError:
+        pass
+    else:
+        add_telegram_commands(sub)
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

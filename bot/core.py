@@ -1,0 +1,618 @@
+"""The conversation core: intake, per-conversation ordering, state changes, and the outbox writes
+that go with them. Everything that leaves the service is an outbox row written in the same
+transaction as the change that caused it; the delivery worker sends it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.live import LiveHub
+from bot.masking import mask_sensitive
+from bot.ports import Agent, ConversationView, Handoff, MessageView, Turn
+from storage import repo
+from storage.models import Conversation, Message, OutboxRow, utcnow
+
+log = logging.getLogger("handoff.core")
+
+
+class CoreError(Exception):
+    """A request the core refuses, with a message fit to show the person who sent it."""
+
+
+class UnknownConversation(CoreError):
+    pass
+
+
+@dataclass
+class CoreMessages:
+    claimed: str = "{name} from our team has joined the chat."
+    resolved: str = "This conversation is marked as resolved. Write again any time if you need more help."
+    handback: str = "You're chatting with our assistant again."
+    ai_unavailable: str = (
+        "Sorry, our assistant is having trouble right now. I've passed your message to our team "
+        "and a person will reply here."
+    )
+
+
+@dataclass
+class CommandResult:
+    ok: bool
+    text: str
+    conversation: ConversationView | None = None
+
+
+@dataclass
+class StartedConversation:
+    conversation: ConversationView
+    token: str | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Core:
+    sessions: async_sessionmaker[AsyncSession]
+    agent: Agent
+    live: LiveHub
+    inbox_name: str = "web"
+    messages: CoreMessages = field(default_factory=CoreMessages)
+    mask_patterns: list[str] = field(default_factory=list)
+    max_text: int = 4000
+    agent_timeout: float = 60.0
+    display_name: Callable[[str], str] = lambda author: author
+    on_outbox: Callable[[], None] = lambda: None
+
+    def __post_init__(self) -> None:
+        self._running: set[int] = set()
+        self._again: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.typing_hooks: dict[str, Callable[[ConversationView], Any]] = {}
+
+    # ------------------------------------------------------------------ intake
+
+    async def start_conversation(
+        self,
+        channel: str,
+        external_id: str | None = None,
+        *,
+        name: str | None = None,
+        username: str | None = None,
+        email: str | None = None,
+        channel_ref: str | None = None,
+        with_token: bool = False,
+    ) -> StartedConversation:
+        token = secrets.token_urlsafe(24) if with_token else None
+        async with self.sessions.begin() as s:
+            customer = await repo.get_or_create_customer(
+                s,
+                channel,
+                external_id or secrets.token_hex(12),
+                name=name,
+                username=username,
+                email=email,
+            )
+            conv = Conversation(
+                channel=channel,
+                channel_ref=channel_ref,
+                customer_id=customer.id,
+                token_hash=hash_token(token) if token else None,
+                state="bot",
+                context={},
+                memory={},
+            )
+            s.add(conv)
+            await s.flush()
+            view = await repo.conversation_view(s, conv)
+        return StartedConversation(view, token)
+
+    async def conversation_for_channel(
+        self,
+        channel: str,
+        external_id: str,
+        channel_ref: str,
+        *,
+        name: str | None = None,
+        username: str | None = None,
+    ) -> ConversationView:
+        """The chat's current conversation (Telegram: one per chat, reopened after resolve)."""
+        async with self.sessions() as s:
+            conv = await s.scalar(
+                select(Conversation)
+                .where(Conversation.channel == channel, Conversation.channel_ref == channel_ref)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+            )
+            if conv is not None:
+                return await repo.conversation_view(s, conv)
+        started = await self.start_conversation(
+            channel, external_id, name=name, username=username, channel_ref=channel_ref
+        )
+        return started.conversation
+
+    async def check_token(self, conversation_id: int, token: str | None) -> bool:
+        if not token:
+            return False
+        async with self.sessions() as s:
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None or conv.token_hash is None:
+                return False
+            return secrets.compare_digest(conv.token_hash, hash_token(token))
+
+    def _clean_text(self, text: str) -> str:
+        text = (text or "").replace("\x00", "").strip()
+        if not text:
+            raise CoreError("A message needs some text.")
+        if len(text) > self.max_text:
+            raise CoreError(f"That message is too long ({len(text)} characters; at most {self.max_text}).")
+        return mask_sensitive(text, self.mask_patterns)
+
+    async def shopper_message(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        source: str,
+        platform_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        answer: bool = True,
+    ) -> tuple[MessageView, bool]:
+        """Store a shopper's message once (idempotent on `platform_id`) and schedule its turn.
+
+        Returns the message and whether it was new. `answer=False` records it without a turn
+        (an edited message, an unsupported attachment)."""
+        text = self._clean_text(text)
+        async with self.sessions() as s:
+            async with s.begin():
+                conv = await s.get(Conversation, conversation_id)
+                if conv is None:
+                    raise UnknownConversation(f"No conversation #{conversation_id}.")
+                if platform_id is not None:
+                    existing = await s.scalar(
+                        select(Message).where(
+                            Message.conversation_id == conversation_id,
+                            Message.source == source,
+                            Message.platform_id == platform_id,
+                        )
+                    )
+                    if existing is not None:
+                        return repo.message_view(existing), False
+                msg = Message(
+                    conversation_id=conversation_id,
+                    role="shopper",
+                    text=text,
+                    source=source,
+                    platform_id=platform_id,
+                    handled=not answer,
+                    meta=meta or {},
+                )
+                s.add(msg)
+                try:
+                    await s.flush()
+                except IntegrityError:
+                    await s.rollback()
+                    async with self.sessions() as s2:
+                        existing = await s2.scalar(
+                            select(Message).where(
+                                Message.conversation_id == conversation_id,
+                                Message.source == source,
+                                Message.platform_id == platform_id,
+                            )
+                        )
+                        assert existing is not None
+                        return repo.message_view(existing), False
+                repo.touch(conv)
+                view = repo.message_view(msg)
+        self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
+        self._changed(conversation_id)
+        if answer:
+            self.schedule(conversation_id)
+        return view, True
+
+    # ------------------------------------------------------------- processing
+
+    def schedule(self, conversation_id: int) -> None:
+        """Process a conversation's waiting messages, one at a time, in order."""
+        if conversation_id in self._running:
+            self._again.add(conversation_id)
+            return
+        self._running.add(conversation_id)
+        task = asyncio.create_task(self._drain(conversation_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self, conversation_id: int) -> None:
+        try:
+            while True:
+                self._again.discard(conversation_id)
+                try:
+                    while await self._process_next(conversation_id):
+                        pass
+                except Exception:
+                    log.exception("processing conversation %s failed", conversation_id)
+                    await asyncio.sleep(1.0)
+                    self._again.add(conversation_id)
+                if conversation_id not in self._again:
+                    break
+        finally:
+            self._running.discard(conversation_id)
+
+    async def resume(self) -> int:
+        """After a restart: take up every shopper message that was stored but not yet handled."""
+        async with self.sessions() as s:
+            ids = list(
+                await s.scalars(
+                    select(Message.conversation_id)
+                    .where(Message.handled.is_(False), Message.role == "shopper")
+                    .distinct()
+                )
+            )
+        for cid in ids:
+            self.schedule(cid)
+        return len(ids)
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no conversation is being processed (tests, eval, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _process_next(self, conversation_id: int) -> bool:
+        async with self.sessions() as s:
+            msg = await s.scalar(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation_id,
+                    Message.role == "shopper",
+                    Message.handled.is_(False),
+                )
+                .order_by(Message.id)
+                .limit(1)
+            )
+            if msg is None:
+                return False
+            conv = await s.get(Conversation, conversation_id)
+            assert conv is not None
+            state = conv.state
+            msg_id = msg.id
+
+        if state == "resolved":
+            await self._reopen(conversation_id)
+            state = "bot"
+        if state in ("queued", "claimed"):
+            await self._relay_to_inbox(conversation_id, msg_id)
+            return True
+
+        async with self.sessions() as s:
+            view = await repo.load_view(s, conversation_id)
+            assert view is not None
+            hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
+        hook = self.typing_hooks.get(view.channel)
+        if hook is not None:
+            with contextlib.suppress(Exception):
+                await hook(view)
+        started = time.monotonic()
+        try:
+            turn = await asyncio.wait_for(self.agent.respond(view, hist), self.agent_timeout)
+        except Exception as exc:  # the shopper never waits on a dead agent
+            log.warning("agent failed on #%s: %r", conversation_id, exc)
+            turn = Turn(
+                reply=self.messages.ai_unavailable,
+                handoff=Handoff(
+                    tags=["ai-unavailable"], reason=f"The assistant failed: {type(exc).__name__}"
+                ),
+            )
+        if not turn.latency_ms:
+            turn.latency_ms = int((time.monotonic() - started) * 1000)
+        await self._apply_turn(conversation_id, msg_id, turn)
+        return True
+
+    async def _apply_turn(self, conversation_id: int, msg_id: int, turn: Turn) -> None:
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id, with_for_update=True)
+            msg = await s.get(Message, msg_id)
+            assert conv is not None and msg is not None
+            if msg.handled:
+                return
+            msg.handled = True
+            if conv.state != "bot":
+                # A person took over while the agent was thinking: the agent stays silent.
+                if conv.state in ("queued", "claimed"):
+                    self._enqueue(s, conv, "inbox", "post", {"message_id": msg_id})
+                return
+            if turn.memory is not None:
+                conv.memory = repo.json_safe(turn.memory)
+            if turn.reply:
+                await self._add_message(
+                    s,
+                    conv,
+                    "agent",
+                    turn.reply,
+                    meta={"sources": turn.sources, "actions": repo.json_safe(turn.actions_run), **turn.meta},
+                    tokens_in=turn.tokens_in,
+                    tokens_out=turn.tokens_out,
+                    latency_ms=turn.latency_ms,
+                )
+            if turn.handoff is not None:
+                await self._handoff(s, conv, turn.handoff, upto=None)
+            repo.touch(conv)
+        self._changed(conversation_id)
+
+    async def _handoff(self, s: AsyncSession, conv: Conversation, h: Handoff, upto: int | None) -> None:
+        old = conv.state
+        conv.state = "queued"
+        conv.owner = None
+        conv.priority = h.priority
+        conv.reason = h.reason
+        conv.summary = h.summary
+        conv.context = repo.json_safe(h.context)
+        if h.sale:
+            conv.sale = h.sale
+        conv.handed_off_at = utcnow()
+        await repo.add_state_event(s, conv, "state", old, "queued", "agent", h.reason)
+        await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
+        await s.flush()
+        last = await s.scalar(
+            select(Message.id).where(Message.conversation_id == conv.id).order_by(Message.id.desc()).limit(1)
+        )
+        if conv.inbox_ref:
+            # Handed off again after a hand-back: same thread, post what happened since.
+            self._enqueue(s, conv, "inbox", "reopen", {"upto": last}, priority=h.priority)
+        else:
+            self._enqueue(s, conv, "inbox", "open_thread", {"upto": last}, priority=h.priority)
+        self._enqueue(s, conv, "shopper", "state", {"state": "queued"})
+
+    async def _reopen(self, conversation_id: int) -> None:
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id, with_for_update=True)
+            assert conv is not None
+            if conv.state != "resolved":
+                return
+            conv.state = "bot"
+            conv.owner = None
+            conv.memory = {}
+            conv.context = {}
+            tags = list(await repo.tags_of(s, conv.id))
+            await repo.set_tags(s, conv, [], tags, "system")
+            await repo.add_state_event(s, conv, "state", "resolved", "bot", "shopper", "shopper wrote again")
+            self._enqueue(s, conv, "shopper", "state", {"state": "bot"})
+        self._changed(conversation_id)
+
+    async def _relay_to_inbox(self, conversation_id: int, msg_id: int) -> None:
+        async with self.sessions() as s, s.begin():
+            msg = await s.get(Message, msg_id)
+            conv = await s.get(Conversation, conversation_id)
+            assert msg is not None and conv is not None
+            if msg.handled:
+                return
+            msg.handled = True
+            self._enqueue(s, conv, "inbox", "post", {"message_id": msg_id})
+        self._changed(conversation_id)
+
+    # ------------------------------------------------------------------ staff
+
+    async def staff_reply(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        author: str,
+        source: str,
+        platform_id: str | None = None,
+        note_prefix: str = ";",
+    ) -> MessageView | None:
+        """A person's reply: reaches the shopper (and claims the conversation if nobody owns it).
+        A reply starting with the note prefix stays internal. Idempotent on `platform_id`."""
+        text = (text or "").strip()
+        if not text:
+            raise CoreError("A reply needs some text.")
+        if len(text) > self.max_text:
+            raise CoreError(f"That reply is too long ({len(text)} characters; at most {self.max_text}).")
+        is_note = bool(note_prefix) and text.startswith(note_prefix)
+        if is_note:
+            text = text[len(note_prefix):].strip() or text
+        async with self.sessions() as s:
+            async with s.begin():
+                conv = await s.get(Conversation, conversation_id, with_for_update=True)
+                if conv is None:
+                    raise UnknownConversation(f"No conversation #{conversation_id}.")
+                if platform_id is not None:
+                    if not await repo.mark_processed(s, source, f"msg:{platform_id}"):
+                        return None
+                role = "note" if is_note else "human"
+                msg = await self._add_message(
+                    s, conv, role, text, author=author, source=source, platform_id=platform_id, deliver=False
+                )
+                if not is_note:
+                    self._enqueue(s, conv, "shopper", "send", {"message_id": msg.id})
+                    if conv.state in ("queued", "bot", "resolved"):
+                        await self._set_owner(s, conv, author, actor=author, announce=False)
+                if source != self.inbox_name and conv.handed_off_at is not None:
+                    self._enqueue(s, conv, "inbox", "post", {"message_id": msg.id})
+                repo.touch(conv)
+                view = repo.message_view(msg)
+        self._changed(conversation_id)
+        return view
+
+    async def staff_command(
+        self, conversation_id: int, command: str, *, actor: str, args: list[str] | None = None
+    ) -> CommandResult:
+        """claim | release | tag (+a -b) | resolve | bot. Every change is an event row."""
+        args = args or []
+        async with self.sessions() as s:
+            async with s.begin():
+                conv = await s.get(Conversation, conversation_id, with_for_update=True)
+                if conv is None:
+                    raise UnknownConversation(f"No conversation #{conversation_id}.")
+                if command == "claim":
+                    if conv.state == "claimed" and conv.owner == actor:
+                        return CommandResult(True, f"You already own #{conv.id}.", await repo.conversation_view(s, conv))
+                    await self._set_owner(s, conv, actor, actor=actor, announce=True)
+                    text = f"You claimed #{conv.id}."
+                elif command == "release":
+                    if conv.state != "claimed":
+                        return CommandResult(False, f"#{conv.id} is not claimed.")
+                    old_owner = conv.owner
+                    conv.owner = None
+                    await repo.add_state_event(s, conv, "owner", old_owner, None, actor)
+                    await self._set_state(s, conv, "queued", actor)
+                    text = f"Released #{conv.id} back to the queue."
+                elif command == "tag":
+                    add = [a[1:] if a.startswith("+") else a for a in args if not a.startswith("-")]
+                    remove = [a[1:] for a in args if a.startswith("-")]
+                    add = [t.strip().lower() for t in add if t.strip("+ ")]
+                    remove = [t.strip().lower() for t in remove if t.strip()]
+                    if not add and not remove:
+                        return CommandResult(False, "Say which tags: `tag #42 +vip -cancellation`.")
+                    added, removed = await repo.set_tags(s, conv, add, remove, actor)
+                    text = f"#{conv.id}: " + ", ".join(
+                        [f"+{t}" for t in added] + [f"-{t}" for t in removed] or ["no change"]
+                    )
+                elif command == "resolve":
+                    if conv.state == "resolved":
+                        return CommandResult(True, f"#{conv.id} is already resolved.")
+                    await self._set_state(s, conv, "resolved", actor)
+                    await self._add_message(s, conv, "system", self.messages.resolved)
+                    text = f"Resolved #{conv.id}."
+                elif command == "bot":
+                    if conv.state == "bot":
+                        return CommandResult(True, f"#{conv.id} is already with the AI.")
+                    if conv.owner:
+                        await repo.add_state_event(s, conv, "owner", conv.owner, None, actor)
+                        conv.owner = None
+                    await self._set_state(s, conv, "bot", actor)
+                    conv.memory = {}
+                    await self._add_message(s, conv, "system", self.messages.handback)
+                    text = f"#{conv.id} is back with the AI."
+                else:
+                    raise CoreError(f"Unknown command {command!r}.")
+                self._enqueue(s, conv, "inbox", "update", {})
+                repo.touch(conv)
+                view = await repo.conversation_view(s, conv)
+        self._changed(conversation_id)
+        return CommandResult(True, text, view)
+
+    async def _set_state(self, s: AsyncSession, conv: Conversation, new: str, actor: str) -> None:
+        if conv.state == new:
+            return
+        await repo.add_state_event(s, conv, "state", conv.state, new, actor)
+        conv.state = new
+        self._enqueue(s, conv, "shopper", "state", {"state": new})
+
+    async def _set_owner(self, s: AsyncSession, conv: Conversation, owner: str, *, actor: str, announce: bool) -> None:
+        if conv.owner != owner:
+            await repo.add_state_event(s, conv, "owner", conv.owner, owner, actor)
+            conv.owner = owner
+            if announce:
+                name = self.display_name(owner)
+                await self._add_message(s, conv, "system", self.messages.claimed.format(name=name))
+        if conv.handed_off_at is None:
+            # Taken over straight from the AI: the inbox needs its thread first.
+            conv.handed_off_at = utcnow()
+            await s.flush()
+            last = await s.scalar(
+                select(Message.id).where(Message.conversation_id == conv.id).order_by(Message.id.desc()).limit(1)
+            )
+            self._enqueue(s, conv, "inbox", "open_thread", {"upto": last})
+        await self._set_state(s, conv, "claimed", actor)
+        self._enqueue(s, conv, "inbox", "update", {})
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _add_message(
+        self,
+        s: AsyncSession,
+        conv: Conversation,
+        role: str,
+        text: str,
+        *,
+        author: str | None = None,
+        source: str = "core",
+        platform_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        deliver: bool = True,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        latency_ms: int = 0,
+    ) -> Message:
+        msg = Message(
+            conversation_id=conv.id,
+            role=role,
+            text=text,
+            author=author,
+            source=source,
+            platform_id=platform_id,
+            handled=True,
+            meta=meta or {},
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            latency_ms=latency_ms,
+        )
+        s.add(msg)
+        await s.flush()
+        if deliver and role in ("agent", "human", "system"):
+            self._enqueue(s, conv, "shopper", "send", {"message_id": msg.id})
+            if conv.handed_off_at is not None and conv.state in ("queued", "claimed"):
+                self._enqueue(s, conv, "inbox", "post", {"message_id": msg.id})
+        return msg
+
+    def _enqueue(
+        self,
+        s: AsyncSession,
+        conv: Conversation,
+        lane: str,
+        kind: str,
+        payload: dict[str, Any],
+        priority: int | None = None,
+    ) -> None:
+        destination = conv.channel if lane == "shopper" else self.inbox_name
+        s.add(
+            OutboxRow(
+                conversation_id=conv.id,
+                lane=lane,
+                destination=destination,
+                kind=kind,
+                payload=payload,
+                priority=conv.priority if priority is None else priority,
+            )
+        )
+
+    def _changed(self, conversation_id: int) -> None:
+        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation_id})
+        self.on_outbox()
+
+    async def enqueue_alert(self, text: str) -> None:
+        async with self.sessions() as s, s.begin():
+            s.add(OutboxRow(conversation_id=None, lane="alert", destination=self.inbox_name, kind="alert", payload={"text": text}))
+        self.on_outbox()
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, conversation_id: int) -> ConversationView:
+        async with self.sessions() as s:
+            view = await repo.load_view(s, conversation_id)
+        if view is None:
+            raise UnknownConversation(f"No conversation #{conversation_id}.")
+        return view
+
+    async def history(self, conversation_id: int, *, after: int = 0, include_notes: bool = False) -> list[MessageView]:
+        async with self.sessions() as s:
+            return await repo.history(s, conversation_id, after=after, include_notes=include_notes)

@@ -1,0 +1,339 @@
+"""The delivery worker: sends outbox rows in order per conversation lane, paced per destination,
+retried with backoff (Retry-After honoured), with a status on every row. A restart resumes it:
+rows left 'sending' by a dead process go back to 'pending' when their lease runs out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+
+from bot.live import LiveHub
+from bot.pacing import Pacer
+from bot.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
+from storage import repo
+from storage.models import Conversation, Message, OutboxRow, utcnow
+
+log = logging.getLogger("handoff.delivery")
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
+    return random.uniform(base / 2, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+@dataclass
+class DeliveryStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        channels: dict[str, ShopperChannel],
+        inboxes: dict[str, Inbox],
+        pacer: Pacer | None = None,
+        live: LiveHub | None = None,
+        poll_seconds: float = 0.5,
+        lease_seconds: float = 120.0,
+        max_attempts: int = 25,
+        max_in_flight: int = 64,
+        batch: int = 500,
+    ) -> None:
+        self.sessions = sessions
+        self.channels = channels
+        self.inboxes = inboxes
+        self.pacer = pacer or Pacer()
+        self.live = live
+        self.poll_seconds = poll_seconds
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.batch = batch
+        self.stats = DeliveryStats()
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._wake = asyncio.Event()
+        self._in_flight: set[tuple[Any, str]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
+        self._runner: asyncio.Task[None] | None = None
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self.run())
+
+    async def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        if self._runner:
+            await asyncio.gather(self._runner, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def recover(self) -> int:
+        """Rows a dead process left 'sending' past their lease go back to 'pending'."""
+        async with self.sessions() as s, s.begin():
+            res = await s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.status == "sending", OutboxRow.lease_until < utcnow())
+                .values(status="pending")
+            )
+            return res.rowcount or 0
+
+    async def recover_all(self) -> int:
+        """At start of a single instance every 'sending' row is orphaned."""
+        async with self.sessions() as s, s.begin():
+            res = await s.execute(
+                update(OutboxRow).where(OutboxRow.status == "sending").values(status="pending")
+            )
+            return res.rowcount or 0
+
+    async def run(self) -> None:
+        while not self._stopped:
+            try:
+                wait = await self.tick()
+            except Exception:
+                log.exception("delivery tick failed")
+                wait = self.poll_seconds
+            if wait <= 0:
+                await asyncio.sleep(0)
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def tick(self) -> float:
+        """Start every due head-of-lane row the pacer allows; return how long to wait next."""
+        now = utcnow()
+        earlier = aliased(OutboxRow)
+        async with self.sessions() as s:
+            rows = list(
+                await s.scalars(
+                    select(OutboxRow)
+                    .where(
+                        OutboxRow.status == "pending",
+                        ~exists().where(
+                            and_(
+                                earlier.conversation_id == OutboxRow.conversation_id,
+                                earlier.lane == OutboxRow.lane,
+                                earlier.id < OutboxRow.id,
+                                earlier.status.in_(("pending", "sending")),
+                            )
+                        ),
+                    )
+                    .order_by(OutboxRow.priority.desc(), OutboxRow.id)
+                    .limit(self.batch)
+                )
+            )
+            convs: dict[int, ConversationView] = {}
+            for row in rows:
+                if row.conversation_id is not None and row.conversation_id not in convs:
+                    view = await repo.load_view(s, row.conversation_id)
+                    if view is not None:
+                        convs[row.conversation_id] = view
+        next_wait = self.poll_seconds
+        started = 0
+        for row in rows:
+            lane_key = (row.conversation_id if row.conversation_id is not None else f"a{row.id}", row.lane)
+            if lane_key in self._in_flight:
+                continue
+            if row.next_attempt_at > now:
+                next_wait = min(next_wait, (row.next_attempt_at - now).total_seconds())
+                continue
+            conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
+            adapter = self._adapter(row)
+            keys = adapter.rate_keys(conv) if adapter is not None else []
+            wait = self.pacer.wait_time(keys)
+            if wait > 0:
+                next_wait = min(next_wait, wait)
+                continue
+            self.pacer.take(keys)
+            self._in_flight.add(lane_key)
+            started += 1
+            task = asyncio.create_task(self._deliver(row.id, lane_key, keys))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return 0.0 if started and len(rows) >= self.batch else max(next_wait, 0.005)
+
+    def _adapter(self, row: OutboxRow) -> ShopperChannel | Inbox | None:
+        if row.lane == "shopper":
+            return self.channels.get(row.destination)
+        return self.inboxes.get(row.destination)
+
+    async def _deliver(self, row_id: int, lane_key: tuple[Any, str], keys: list[str]) -> None:
+        async with self._sem:
+            try:
+                await self._deliver_one(row_id, keys)
+            except Exception:
+                log.exception("delivering outbox row %s crashed", row_id)
+            finally:
+                self._in_flight.discard(lane_key)
+                self._wake.set()
+
+    async def _deliver_one(self, row_id: int, keys: list[str]) -> None:
+        async with self.sessions() as s, s.begin():
+            row = await s.get(OutboxRow, row_id)
+            if row is None or row.status != "pending":
+                return
+            row.status = "sending"
+            row.lease_until = utcnow() + timedelta(seconds=self.lease_seconds)
+            row.attempts += 1
+            payload = dict(row.payload or {})
+            kind, lane, dest, conv_id = row.kind, row.lane, row.destination, row.conversation_id
+            created = row.created_at
+        t0 = time.monotonic()
+        try:
+            result = await self._dispatch(kind, lane, dest, conv_id, payload)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
+            await self._failed(row_id, keys, exc)
+            return
+        async with self.sessions() as s, s.begin():
+            row = await s.get(OutboxRow, row_id)
+            assert row is not None
+            row.status = "sent"
+            row.sent_at = utcnow()
+            row.result = repo.json_safe(result) if result else None
+            row.last_error = None
+        self.stats.sent += 1
+        self.stats.latencies_ms.append((utcnow() - created).total_seconds() * 1000)
+        log.debug("sent %s/%s row %s in %.0f ms", lane, kind, row_id, (time.monotonic() - t0) * 1000)
+
+    async def _failed(self, row_id: int, keys: list[str], exc: Exception) -> None:
+        retry_after = getattr(exc, "retry_after", None)
+        permanent = bool(getattr(exc, "permanent", False))
+        blocked = bool(getattr(exc, "blocked", False))
+        if retry_after:
+            self.stats.rate_limited += 1
+            self.pacer.block(keys, float(retry_after))
+        async with self.sessions() as s, s.begin():
+            row = await s.get(OutboxRow, row_id)
+            assert row is not None
+            row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+            if permanent or row.attempts >= self.max_attempts:
+                row.status = "failed"
+                self.stats.failed += 1
+                log.warning("outbox row %s failed for good: %s", row_id, row.last_error)
+                if blocked and row.conversation_id is not None:
+                    conv = await s.get(Conversation, row.conversation_id)
+                    if conv is not None and not conv.blocked:
+                        conv.blocked = True
+                        await repo.add_state_event(s, conv, "blocked", None, "blocked", "platform", str(exc))
+            else:
+                delay = float(retry_after) if retry_after else backoff(row.attempts)
+                row.status = "pending"
+                row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+                self.stats.retried += 1
+                log.info("outbox row %s retry in %.1fs: %s", row_id, delay, row.last_error)
+        if blocked and self.live is not None and row.conversation_id is not None:
+            self.live.publish("inbox", {"type": "changed", "conversation_id": row.conversation_id})
+
+    async def _dispatch(
+        self, kind: str, lane: str, dest: str, conv_id: int | None, payload: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if kind == "alert":
+            inbox = self.inboxes.get(dest)
+            if inbox is None:
+                raise DeliveryError(f"no inbox {dest!r} configured", permanent=True)
+            await inbox.alert(payload.get("text", ""))
+            return None
+        assert conv_id is not None
+        async with self.sessions() as s:
+            conv = await repo.load_view(s, conv_id)
+            if conv is None:
+                raise DeliveryError(f"conversation {conv_id} is gone", permanent=True)
+            message: dict[str, Any] | None = None
+            if "message_id" in payload:
+                m = await s.get(Message, payload["message_id"])
+                if m is None:
+                    raise DeliveryError("message is gone", permanent=True)
+                message = repo.message_view(m).as_json()
+            history = None
+            if kind == "open_thread":
+                history = await repo.history(s, conv_id, upto=payload.get("upto"))
+            elif kind == "reopen":
+                after = int((conv.inbox_ref or {}).get("last_message_id", 0))
+                history = await repo.history(s, conv_id, after=after, upto=payload.get("upto"))
+
+        if lane == "shopper":
+            channel = self.channels.get(dest)
+            if channel is None:
+                raise DeliveryError(f"no shopper channel {dest!r} configured", permanent=True)
+            if conv.blocked:
+                raise DeliveryError("the shopper blocked the bot", permanent=True)
+            if kind == "send":
+                assert message is not None
+                return await channel.send(conv, message)
+            if kind == "state":
+                await channel.state(conv)
+                return None
+            raise DeliveryError(f"unknown shopper kind {kind}", permanent=True)
+
+        inbox = self.inboxes.get(dest)
+        if inbox is None:
+            raise DeliveryError(f"no inbox {dest!r} configured", permanent=True)
+        if kind == "open_thread":
+            assert history is not None
+            ref = await inbox.open_thread(conv, history, conv.context)
+            ref = dict(ref or {})
+            ref["last_message_id"] = payload.get("upto") or 0
+            await self._save_ref(conv_id, ref)
+            return ref
+        ref = conv.inbox_ref
+        if ref is None:
+            raise DeliveryError("no inbox thread for this conversation yet")
+        if kind == "reopen":
+            assert history is not None
+            for m in history:
+                await inbox.post(ref, conv, m.as_json())
+            await inbox.update(ref, conv)
+            await self._save_ref(conv_id, {**ref, "last_message_id": payload.get("upto") or 0})
+            return None
+        if kind == "post":
+            assert message is not None
+            if int(ref.get("last_message_id", 0)) >= message["id"]:
+                return {"skipped": "already in the thread"}
+            result = await inbox.post(ref, conv, message)
+            await self._save_ref(conv_id, {**ref, "last_message_id": message["id"]})
+            return result
+        if kind == "update":
+            await inbox.update(ref, conv)
+            return None
+        raise DeliveryError(f"unknown inbox kind {kind}", permanent=True)
+
+    async def _save_ref(self, conv_id: int, ref: dict[str, Any]) -> None:
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conv_id)
+            if conv is not None:
+                conv.inbox_ref = repo.json_safe(ref)
+
+    async def pending(self) -> int:
+        async with self.sessions() as s:
+            rows = await s.scalars(select(OutboxRow.id).where(OutboxRow.status.in_(("pending", "sending"))))
+            return len(list(rows))
+
+    async def drain(self, timeout: float = 30.0) -> None:
+        """Deliver until nothing is pending (tests, eval). Retries scheduled later still count."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            wait = await self.tick()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if await self.pending() == 0:
+                return
+            await asyncio.sleep(min(max(wait, 0.01), 0.2))
+        raise TimeoutError(f"outbox not drained in {timeout}s ({await self.pending()} pending)")

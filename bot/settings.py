@@ -1,0 +1,57 @@
+"""Process settings from the environment (and `.env`), read once by the CLI, never at import time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Secrets and endpoints. The store's behaviour lives in the YAML config, not here."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite+aiosqlite:///./handoff.db"
+    handoff_config: Path | None = None
+    knowledge_dir: Path | None = None
+    demo: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    log_level: str = "INFO"
+
+    inbox_token: SecretStr | None = None
+    shop_api_url: str = "http://127.0.0.1:8081"
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_inbox_channel: str | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    telegram_bot_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_mode: str = "webhook"
+    telegram_api_url: str = "https://api.telegram.org/bot"
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = 20.0
+
+    max_message_chars: int = Field(default=4000, ge=1)
+    delivery_poll_seconds: float = 0.5
+
+    @property
+    def slack_enabled(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_inbox_channel)
+
+    @property
+    def telegram_enabled(self) -> bool:
+        return bool(self.telegram_bot_token)
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url)
