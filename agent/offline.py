@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from copy import deepcopy
+from dataclasses import dataclass
 from typing import Any
 
 from agent.actions import ActionResult, ActionRunner
 from agent.entities import extract, extract_emails
 from agent.facts import build_facts, summary_text
-from agent.intents import detect
+from agent.intents import Intents, detect
 from agent.knowledge import KnowledgeBase, Passage
 from agent.rules import Decision, evaluate_rules, expectation_message
 from agent.storeconfig import StoreConfig
@@ -23,6 +24,22 @@ from agent.text import content_words
 from bot.ports import ConversationView, Handoff, MessageView, Turn
 
 CONVERSATION_INTENTS = ("cancel", "human", "fraud", "identity", "payment_problem", "price_request")
+
+
+@dataclass
+class TurnState:
+    """Everything known about the current turn, shared by the offline and the LLM agents."""
+
+    conversation: ConversationView
+    history: list[MessageView]
+    shopper: list[MessageView]
+    text: str
+    det: Intents
+    mem: dict[str, Any]
+    facts: dict[str, Any]
+    decision: Decision
+    actions_run: list[dict[str, Any]]
+    new_orders: list[str]
 
 
 def new_memory() -> dict[str, Any]:
@@ -50,6 +67,15 @@ class OfflineAgent:
 
     async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
         started = time.monotonic()
+        state = await self.prepare(conversation, history)
+        turn = self.decide(state)
+        if turn is None:
+            turn = self.answer(state)
+        turn.latency_ms = int((time.monotonic() - started) * 1000)
+        return turn
+
+    async def prepare(self, conversation: ConversationView, history: list[MessageView]) -> TurnState:
+        """Read the latest shopper message, run the actions it triggers, evaluate the rules."""
         mem = {**new_memory(), **deepcopy(conversation.memory or {})}
         shopper = [m for m in history if m.role == "shopper"]
         text = shopper[-1].text if shopper else ""
@@ -60,25 +86,83 @@ class OfflineAgent:
         intents -= det.negated
         mem["retro_price"] = mem["retro_price"] or det.retro_price
         mem["intents"] = sorted(intents)
-
         actions_run: list[dict[str, Any]] = []
         new_orders = await self._collect(conversation, mem, text, actions_run)
-
         facts = build_facts(conversation, mem)
         decision = evaluate_rules(self.config, facts)
-        turn = Turn(reply=None, actions_run=actions_run, memory=mem)
-        failed = [a for a in actions_run if a["status"] == "error"]
+        return TurnState(conversation, history, shopper, text, det, mem, facts, decision, actions_run, new_orders)
 
+    def refresh(self, state: TurnState) -> None:
+        """Re-derive facts and the rules' decision after more actions ran (the LLM's tools)."""
+        state.facts = build_facts(state.conversation, state.mem)
+        state.decision = evaluate_rules(self.config, state.facts)
+
+    def decide(self, state: TurnState) -> Turn | None:
+        """The rules' verdict: a handoff, a question the rules need answered first, or None."""
+        turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
+        failed = [a for a in state.actions_run if a["status"] == "error"]
         if failed:
-            mem["lookup_failed"] = True
-            self._handoff(turn, conversation, mem, facts, decision, extra_tags=["lookup-failed"],
+            state.mem["lookup_failed"] = True
+            self._handoff(turn, state.conversation, state.mem, state.facts, state.decision,
+                          extra_tags=["lookup-failed"],
                           extra_reason=f"The store's API failed: {failed[0]['error']}",
-                          lead=render(self.config.messages.lookup_failed, **facts))
-        elif decision.escalate and not self._defer(decision, mem, turn):
-            self._handoff(turn, conversation, mem, facts, decision)
-        elif turn.reply is None:
-            self._answer(turn, conversation, mem, det, text, shopper, new_orders, facts)
-        turn.latency_ms = int((time.monotonic() - started) * 1000)
+                          lead=render(self.config.messages.lookup_failed, **state.facts))
+            return turn
+        if state.decision.escalate:
+            if self._defer(state.decision, state.mem, turn):
+                return turn
+            self._handoff(turn, state.conversation, state.mem, state.facts, state.decision)
+            return turn
+        return None
+
+    def handoff_turn(self, state: TurnState, *, tags: list[str], reason: str, lead: str | None = None) -> Turn:
+        """A handoff asked for by someone other than the rules (the LLM, a fallback)."""
+        turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
+        self._handoff(turn, state.conversation, state.mem, state.facts, state.decision,
+                      extra_tags=tags, extra_reason=reason, lead=lead)
+        return turn
+
+    async def run_action(self, state: TurnState, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Run a custom action for a tool call. The arguments go through the same entity patterns
+        as typed text (so a made-up or malformed value is refused), and what comes back is only
+        what this shopper may see: an order they have not proved shows no details."""
+        action = self.config.actions.get(name)
+        if action is None:
+            return {"error": f"unknown action {name}"}
+        values = []
+        for inp, entity_name in action.inputs.items():
+            raw = str(args.get(inp, "")).strip()
+            entity = self.config.entities[entity_name]
+            found = extract_emails(raw) if entity_name == "email" else extract(entity, raw)
+            if not found:
+                return {"error": f"{inp} is not a valid {entity_name}: ask the shopper for it"}
+            values.append(found[0])
+        before = len(state.actions_run)
+        new_orders = await self._collect(state.conversation, state.mem, " ".join(values), state.actions_run)
+        state.new_orders.extend(n for n in new_orders if n not in state.new_orders)
+        self.refresh(state)
+        ran = state.actions_run[before:]
+        if any(a["status"] == "error" for a in ran):
+            return {"error": "the store's system is not answering"}
+        if action.fact == "customer":
+            cust = state.facts["customer"]
+            return {"customer": {"tier": cust.get("tier"), "name": cust.get("name")}} if cust.get("verified") else {"customer": "not verified"}
+        out = []
+        for v in values:
+            order = state.mem["orders"].get(v) or {}
+            if order.get("lookup") == "not_found":
+                out.append({"number": v, "found": False})
+            elif not order.get("verified"):
+                out.append({"number": v, "found": True, "verified": False,
+                            "note": "ask for the email address on the order before sharing anything"})
+            else:
+                out.append({k: order.get(k) for k in ("number", "status", "payment_status", "sale", "total", "currency", "placed_at", "items")})
+        return {"orders": out}
+
+    def answer(self, state: TurnState) -> Turn:
+        turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
+        self._answer(turn, state.conversation, state.mem, state.det, state.text, state.shopper,
+                     state.new_orders, state.facts)
         return turn
 
     # ------------------------------------------------------- gathering facts
@@ -224,7 +308,7 @@ class OfflineAgent:
             if orders[number]["lookup"] == "not_found":
                 parts.append(render(msgs.order_not_found, number=number))
         # Orders whose owner is now proved and not yet reported.
-        for number, order in orders.items():
+        for order in orders.values():
             if order["lookup"] != "ok":
                 continue
             if order.get("verified") and not order.get("reported"):

@@ -599,6 +599,26 @@ class Core:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation_id})
         self.on_outbox()
 
+    async def system_message(self, conversation_id: int, text: str) -> MessageView:
+        """A message from the service itself to the shopper (a welcome, a notice)."""
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None:
+                raise UnknownConversation(f"No conversation #{conversation_id}.")
+            msg = await self._add_message(s, conv, "system", text)
+            view = repo.message_view(msg)
+        self._changed(conversation_id)
+        return view
+
+    async def inbox_notice(self, conversation_id: int, text: str) -> None:
+        """A line in the conversation's inbox thread only (an SLA reminder), through the outbox."""
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None:
+                raise UnknownConversation(f"No conversation #{conversation_id}.")
+            self._enqueue(s, conv, "inbox", "post", {"text": text})
+        self.on_outbox()
+
     async def enqueue_alert(self, text: str) -> None:
         async with self.sessions() as s, s.begin():
             s.add(OutboxRow(conversation_id=None, lane="alert", destination=self.inbox_name, kind="alert", payload={"text": text}))

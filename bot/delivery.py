@@ -263,6 +263,10 @@ class DeliveryWorker:
                 if m is None:
                     raise DeliveryError("message is gone", permanent=True)
                 message = repo.message_view(m).as_json()
+            elif "text" in payload:
+                # A notice with no message row (an SLA reminder): shown in the inbox only.
+                message = {"id": 0, "role": "system", "text": payload["text"], "author": None,
+                           "created_at": utcnow().isoformat(), "sources": []}
             history = None
             if kind == "open_thread":
                 history = await repo.history(s, conv_id, upto=payload.get("upto"))
@@ -306,10 +310,11 @@ class DeliveryWorker:
             return None
         if kind == "post":
             assert message is not None
-            if int(ref.get("last_message_id", 0)) >= message["id"]:
+            if message["id"] and int(ref.get("last_message_id", 0)) >= message["id"]:
                 return {"skipped": "already in the thread"}
             result = await inbox.post(ref, conv, message)
-            await self._save_ref(conv_id, {**ref, "last_message_id": message["id"]})
+            if message["id"]:
+                await self._save_ref(conv_id, {**ref, "last_message_id": message["id"]})
             return result
         if kind == "update":
             await inbox.update(ref, conv)
@@ -321,6 +326,8 @@ class DeliveryWorker:
             conv = await s.get(Conversation, conv_id)
             if conv is not None:
                 conv.inbox_ref = repo.json_safe(ref)
+                if ref.get("thread_key"):
+                    conv.inbox_thread = str(ref["thread_key"])
 
     async def pending(self) -> int:
         async with self.sessions() as s:

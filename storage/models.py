@@ -79,6 +79,9 @@ class Conversation(Base):
     memory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     sale: Mapped[str | None] = mapped_column(String(128))
     inbox_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The inbox's key for this conversation's thread (Slack: "C123:1700000000.0001"), to route
+    # replies in a thread back to their conversation with an index, not a JSON scan.
+    inbox_thread: Mapped[str | None] = mapped_column(String(128), index=True)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

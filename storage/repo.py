@@ -84,6 +84,10 @@ async def load_view(session: AsyncSession, conversation_id: int) -> Conversation
     return await conversation_view(session, conv) if conv else None
 
 
+async def find_by_thread(session: AsyncSession, thread_key: str) -> Conversation | None:
+    return await session.scalar(select(Conversation).where(Conversation.inbox_thread == thread_key).limit(1))
+
+
 async def history(
     session: AsyncSession,
     conversation_id: int,

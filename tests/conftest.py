@@ -1,0 +1,115 @@
+"""Shared fixtures: a real service on 127.0.0.1 with a temp SQLite database and a sample shop API.
+
+slack_sdk reads HTTP(S)_PROXY and ignores NO_PROXY, so proxy variables are removed for every test:
+otherwise calls to 127.0.0.1 would go to a proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from agent.storeconfig import StoreConfig, load_config
+from bot.app import SERVICES, Services, build_app
+from bot.settings import Settings
+from bot.shop_server import ShopData, start_shop
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+EVAL_DIR = SHARED / "eval"
+
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    os.environ.pop(_var, None)
+# Settings come from the test, never from a developer's .env or shell.
+for _var in list(os.environ):
+    if _var.startswith(("SLACK_", "TELEGRAM_", "OPENAI_", "INBOX_TOKEN", "HANDOFF_", "SHOP_API")):
+        os.environ.pop(_var, None)
+
+SHOP = {
+    "orders": {
+        "FP-100234": {
+            "number": "FP-100234", "email": "ann@example.com", "status": "shipped",
+            "payment_status": "paid", "sale": None, "total": 89.0, "currency": "EUR",
+            "placed_at": "2026-11-20T10:00:00Z",
+            "items": [{"sku": "RUN-1", "name": "Runner", "qty": 1, "stock": 4}],
+        },
+        "FP-100311": {
+            "number": "FP-100311", "email": "ann@example.com", "status": "pending",
+            "payment_status": "failed", "sale": "black-friday", "total": 59.0, "currency": "EUR",
+            "placed_at": "2026-11-21T10:00:00Z",
+            "items": [{"sku": "HOOD-1", "name": "Hoodie", "qty": 1, "stock": 2}],
+        },
+    },
+    "customers": {
+        "ann@example.com": {"email": "ann@example.com", "tier": "regular", "lifetime_orders": 2, "lifetime_value": 148.0},
+        "vera@example.com": {"email": "vera@example.com", "tier": "vip", "lifetime_orders": 40, "lifetime_value": 5200.0},
+    },
+}
+
+
+@pytest.fixture
+def store_config() -> StoreConfig:
+    return load_config()
+
+
+@pytest.fixture
+async def shop() -> AsyncIterator[tuple[ShopData, str]]:
+    data = ShopData()
+    data.load(SHOP)
+    runner, url = await start_shop(data)
+    yield data, url
+    await runner.cleanup()
+
+
+def make_settings(tmp_path: Path, shop_url: str, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/handoff.db",
+        "shop_api_url": shop_url,
+        "inbox_token": "inbox-secret",
+        "delivery_poll_seconds": 0.05,
+    }
+    base.update(overrides)
+    return Settings(_env_file=None, **base)
+
+
+AppFactory = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def make_client(tmp_path: Path, shop: tuple[ShopData, str], store_config: StoreConfig) -> AsyncIterator[AppFactory]:
+    """Start the whole service on a real port; call again with the same tmp_path to 'restart'."""
+    clients: list[TestClient] = []
+
+    async def factory(config: StoreConfig | None = None, **overrides: Any) -> TestClient:
+        settings = make_settings(tmp_path, shop[1], **overrides)
+        app = build_app(settings, config or store_config)
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for c in clients:
+        await c.close()
+
+
+def services(client: TestClient) -> Services:
+    return client.server.app[SERVICES]
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll until `check` returns something truthy (or raise with the last value)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met in {timeout}s; last value: {last!r}")
