@@ -74,6 +74,10 @@ ORDER_TOPIC = (
     r"on (its|the) way|go through|went through|warehouse|my order|my orders|my package|my parcel|"
     r"my kicks|my stuff|my shoes|my sneakers|when will|has it|did it|order number|placed an order)"
 )
+MY_ORDER = (
+    r"((my|our) (order|orders|package|parcel|kicks|stuff|shoes|sneakers|pair|purchase|delivery|"
+    r"shipment)|where (is|are) (it|they)|order status|status of (my|the|an) order)"
+)
 NEGATORS = {"not", "no", "never", "without", "nothing", "nobody"}
 HYPOTHETICAL = re.compile(r"^(what (happens|if)|if|in case|suppose|supposing|hypothetically)\b")
 GREETING = re.compile(r"^(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|hallo)[\s!.,]*$")
@@ -127,6 +131,7 @@ class Intents:
     greeting: bool = False
     thanks: bool = False
     order_topic: bool = False
+    my_order: bool = False
 
     def __contains__(self, name: str) -> bool:
         return name in self.found
@@ -167,6 +172,7 @@ def detect(text: str) -> Intents:
     result.greeting = bool(GREETING.match(stripped))
     result.thanks = bool(THANKS.match(stripped)) and "?" not in stripped
     result.order_topic = bool(re.search(rf"\b{ORDER_TOPIC}\b", norm))
+    result.my_order = bool(re.search(rf"\b{MY_ORDER}\b", norm))
     result.retro_price = bool(re.search(rf"\b{RETRO}\b", norm))
 
     for sentence in _sentences(norm):

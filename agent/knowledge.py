@@ -181,7 +181,13 @@ class KnowledgeBase:
         )
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
-        terms = list(dict.fromkeys(content_words(query)))
+        raw = list(dict.fromkeys(content_words(query, expand=True)))
+        # '~word' marks a paraphrase added by the thesaurus: searched, but worth half a word.
+        terms = list(dict.fromkeys(t.lstrip("~") for t in raw))
+        boost = {t: 0.5 for t in (r.lstrip("~") for r in raw if r.startswith("~"))}
+        for t in raw:
+            if not t.startswith("~"):
+                boost[t] = 1.0
         if not terms or not self.chunks:
             return []
         fts_query = " OR ".join(f'"{t}"' for t in terms)
@@ -193,13 +199,14 @@ class KnowledgeBase:
             ).fetchall()
             if not rows:
                 return []
-            # Words the store's content never uses (names, places) weigh less than those it does:
-            # they cannot be answered from any file, but they rarely decide what was asked.
-            weights = {t: self._idf(t) if self._doc_freq(t) else 0.5 for t in terms}
-            total = sum(weights.values()) or 1.0
+            known = {t: self._idf(t) * boost[t] for t in terms if self._doc_freq(t)}
+            # A word the store's content never uses still counts against the match (it may be the
+            # very thing asked about: "crypto", "a store in Paris"), at the known words' mean weight.
+            unknown_weight = 0.75 * (sum(known.values()) / len(known)) if known else 1.0
+            total = sum(known.values()) + unknown_weight * sum(1 for t in terms if t not in known and boost[t] == 1.0)
             out = []
             for rowid, score in rows:
-                covered = sum(w for t, w in weights.items() if self._matches(rowid, t))
+                covered = sum(w for t, w in known.items() if self._matches(rowid, t))
                 chunk = self.chunks[rowid]
                 out.append(
                     Passage(
@@ -207,7 +214,7 @@ class KnowledgeBase:
                         heading=chunk.heading,
                         text=self._best_sentences(chunk, terms),
                         score=-float(score),
-                        confidence=covered / total,
+                        confidence=covered / total if total else 0.0,
                     )
                 )
         return out

@@ -7,13 +7,14 @@ used for routing, and the inbox is told the identity is unverified."""
 
 from __future__ import annotations
 
+import re
 import time
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
 from agent.actions import ActionResult, ActionRunner
-from agent.entities import extract, extract_emails
+from agent.entities import EMAIL, extract, extract_emails
 from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect
 from agent.knowledge import KnowledgeBase, Passage
@@ -322,8 +323,8 @@ class OfflineAgent:
                     o["mismatch_told"] = True
             elif not mem.get("email"):
                 parts.append(msgs.ask_email)
-        wants_order = det.order_topic and not orders and not new_orders
-        if wants_order and (det.question or len(content_words(text)) <= 4):
+        wants_order = det.my_order and det.order_topic and not orders and not new_orders
+        if wants_order:
             parts.append(self.config.entities.get("order_number").prompt if "order_number" in self.config.entities else msgs.ask_order)
 
         passage = self._search(text, shopper, det) if not wants_order else None
@@ -350,18 +351,27 @@ class OfflineAgent:
                 parts.append(msgs.rephrase)
         turn.reply = "\n\n".join(parts)
 
+    def _without_entities(self, text: str) -> str:
+        for entity in self.config.entities.values():
+            text = re.sub(entity.pattern, " ", text, flags=re.IGNORECASE)
+        return EMAIL.sub(" ", text)
+
     def _search(self, text: str, shopper: list[MessageView], det: Any) -> Passage | None:
         """Best passage for the question; a short follow-up is read with the message before it."""
-        words = content_words(text)
-        if not words or (det.thanks and not det.question) or det.greeting:
+        words = content_words(self._without_entities(text))
+        if len(words) < 2 or (det.thanks and not det.question) or det.greeting:
             return None
         query = text
-        if len(words) < 4 and len(shopper) > 1:
-            query = f"{shopper[-2].text} {text}"
+        if len(words) < 4:
+            # A short follow-up ("and to Belgium?") is read with the last substantive message.
+            earlier = [m.text for m in shopper[:-1] if len(content_words(self._without_entities(m.text))) >= 2]
+            if earlier:
+                query = f"{earlier[-1]} {text}"
         hits = self.kb.search(query, k=3)
-        if not hits:
+        threshold = self.config.knowledge.min_confidence
+        good = [h for h in hits if h.confidence >= threshold]
+        if not good:
             return None
-        best = max(hits, key=lambda p: (p.confidence, p.score))
-        if best.confidence < self.config.knowledge.min_confidence:
-            return None
+        # bm25 decides the order; coverage only gates what is good enough to quote.
+        best = good[0]
         return best

@@ -29,7 +29,10 @@ STOPWORDS = frozenset(
     they this those through to too under until up very was we were what when where which while who
     whom why will with would you your yours yourself yourselves hi hello hey thanks thank please
     ok okay yes yeah btw also really actually just still maybe pls plz im ive dont cant wont didnt
-    doesnt isnt one get got know need want like tell let us would could might much many lot""".split()
+    doesnt isnt one get got know need want like tell let us would could might much many lot
+    am an as at be by do go he if in is it me my no of on or so to up we re ve ll something
+    anything everything nothing someone thing things way use using used buy bought wondering
+    quick question guys folks there""".split()
 )
 
 
@@ -62,13 +65,39 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*|%|[?!.,;]", normalize(text))
 
 
-def content_words(text: str) -> list[str]:
-    """Words worth searching for: no stopwords, no numbers-with-currency noise, no order numbers."""
+# Shop-support paraphrases: what shoppers say -> words a store's help pages use. Generic to
+# online retail, not to any one store; it widens a query, never replaces it.
+THESAURUS: list[tuple[str, tuple[str, ...]]] = [
+    (r"\b(send|give|bring|ship|post) (it|them|this|that|the \w+)? ?back\b", ("return", "returns")),
+    (r"\bmoney back\b|\breimburs\w*", ("refund",)),
+    (r"\barriv\w*|\bget here\b|\breach me\b|\breceive\b", ("delivery", "delivered")),
+    (r"\bpostage\b|\bsend\b|\bship\b", ("shipping", "delivery")),
+    (r"\bextra\b|\bfees?\b|\bcustoms\b|\bimport\b", ("duties", "customs", "vat")),
+    (r"\b(do|does) not fit\b|\btoo (small|big|tight|large)\b", ("size", "fit", "return")),
+    (r"\blegit\w*|\bfakes?\b|\bgenuine\b|\breal\b|\breplica\w*", ("authentic", "authenticity", "genuine")),
+    (r"\bstart\w*|\bbegin\w*|\blaunch\w*|\bgo(es)? live\b", ("live", "starts", "opens")),
+    (r"\bbasket\b", ("cart",)),
+    (r"\bsaved?\b|\bhold\b|\breserv\w*|\bkept\b", ("reserve", "reservation", "held")),
+    (r"\blog ?in\b|\bsign ?in\b", ("login", "password")),
+    (r"\bcoupon\b|\bvoucher\b|\bpromo\b", ("code", "discount")),
+    (r"\bwhere is\b|\btrack\w*", ("tracking",)),
+    (r"\buk\b|\bbritain\b|\bengland\b|\bscotland\b|\bwales\b", ("united", "kingdom", "uk")),
+    (r"\bexpired?\b|\bnot work\w*", ("expired", "valid")),
+]
+
+
+def content_words(text: str, expand: bool = False) -> list[str]:
+    """Words worth searching for: no stopwords, no bare numbers; two-letter words kept (UK, EU)."""
+    norm = normalize(text)
     out = []
-    for w in re.findall(r"[a-z][a-z0-9]+", normalize(text)):
-        if w in STOPWORDS or len(w) < 3:
+    for w in re.findall(r"[a-z][a-z0-9]+", norm):
+        if w in STOPWORDS or len(w) < 2:
             continue
         out.append(w)
+    if expand:
+        for pattern, extra in THESAURUS:
+            if re.search(pattern, norm):
+                out.extend(f"~{w}" for w in extra)
     return out
 
 
