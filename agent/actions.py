@@ -7,7 +7,6 @@ comes back as data so the agent can tell the shopper and hand off rather than ha
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,9 @@ class ActionResult:
 
 
 class ActionRunner:
-    def __init__(self, config: StoreConfig, shop_api_url: str, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(
+        self, config: StoreConfig, shop_api_url: str, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self.config = config
         self.shop_api_url = shop_api_url.rstrip("/")
         self._session = session
@@ -82,9 +83,21 @@ class ActionRunner:
                 if resp.status >= 400:
                     return ActionResult(name, inputs, "error", error=f"HTTP {resp.status}", ms=ms)
                 data = await resp.json(content_type=None)
-        except (TimeoutError, asyncio.TimeoutError):
-            return ActionResult(name, inputs, "error", error="timed out", ms=int((time.monotonic() - started) * 1000))
+        except TimeoutError:
+            return ActionResult(
+                name,
+                inputs,
+                "error",
+                error="timed out",
+                ms=int((time.monotonic() - started) * 1000),
+            )
         except (aiohttp.ClientError, ValueError) as exc:
-            return ActionResult(name, inputs, "error", error=f"{type(exc).__name__}: {exc}"[:300], ms=int((time.monotonic() - started) * 1000))
+            return ActionResult(
+                name,
+                inputs,
+                "error",
+                error=f"{type(exc).__name__}: {exc}"[:300],
+                ms=int((time.monotonic() - started) * 1000),
+            )
         captured = {key: jmespath.search(expr, data) for key, expr in action.capture.items()}
         return ActionResult(name, inputs, "ok", captured=captured, ms=ms)

@@ -16,7 +16,11 @@ def build_facts(conversation: ConversationView, mem: dict[str, Any]) -> dict[str
             continue
         items = o.get("items") or []
         order = {k: v for k, v in o.items() if k not in ORDER_FIELDS_HIDDEN}
-        order["out_of_stock"] = [i.get("name") or i.get("sku") for i in items if isinstance(i, dict) and i.get("stock") == 0]
+        order["out_of_stock"] = [
+            i.get("name") or i.get("sku")
+            for i in items
+            if isinstance(i, dict) and i.get("stock") == 0
+        ]
         order["verified"] = bool(o.get("verified"))
         orders.append(order)
     cust = dict(mem.get("customer") or {})
@@ -45,9 +49,11 @@ def summary_text(conversation: ConversationView, facts: dict[str, Any], reason: 
     """One paragraph for the person picking this up, so they never have to ask again."""
     c = facts["customer"]
     who = c.get("name") or conversation.customer.username or "The shopper"
-    bits = [f"{who} ({c.get('email') or 'no email given'}"
-            + (f", {c['tier']} tier" if c.get("tier") else "")
-            + f") on {conversation.channel}: {reason}."]
+    bits = [
+        f"{who} ({c.get('email') or 'no email given'}"
+        + (f", {c['tier']} tier" if c.get("tier") else "")
+        + f") on {conversation.channel}: {reason}."
+    ]
     for o in facts["orders"]:
         line = f"Order {o.get('number')}: {o.get('status')}, payment {o.get('payment_status')}"
         if o.get("sale"):
@@ -57,7 +63,11 @@ def summary_text(conversation: ConversationView, facts: dict[str, Any], reason: 
         if not o.get("verified"):
             line += " (shopper's identity not verified for this order)"
         bits.append(line + ".")
-    missing = [n for n in facts.get("orders_named", []) if n not in {o.get("number") for o in facts["orders"]}]
+    missing = [
+        n
+        for n in facts.get("orders_named", [])
+        if n not in {o.get("number") for o in facts["orders"]}
+    ]
     if missing:
         bits.append(f"Not found in the store: {', '.join(missing)}.")
     return " ".join(bits)

@@ -150,7 +150,9 @@ def _find(pattern: str, sentence: str) -> list[re.Match[str]]:
     return list(re.finditer(rf"\b{pattern}\b", sentence))
 
 
-def _near(a: str, b: str, sentence: str, window: int = 8, ordered: bool = True) -> re.Match[str] | None:
+def _near(
+    a: str, b: str, sentence: str, window: int = 8, ordered: bool = True
+) -> re.Match[str] | None:
     """A match of `b` with a match of `a` within `window` words before it (or either side)."""
     for mb in _find(b, sentence):
         for ma in _find(a, sentence):
@@ -167,7 +169,10 @@ def detect(text: str) -> Intents:
     result = Intents()
     stripped = norm.strip()
     result.question = "?" in norm or bool(
-        re.match(r"^(who|what|when|where|why|how|can|could|do|does|did|is|are|will|would|should|may|has|have)\b", stripped)
+        re.match(
+            r"^(who|what|when|where|why|how|can|could|do|does|did|is|are|will|would|should|may|has|have)\b",
+            stripped,
+        )
     )
     result.greeting = bool(GREETING.match(stripped))
     result.thanks = bool(THANKS.match(stripped)) and "?" not in stripped
@@ -185,14 +190,28 @@ def detect(text: str) -> Intents:
             imperative = bool(re.match(r"^(please )?(just )?cancel\b", sentence))
             if _negated(sentence, m.start()) or (hypothetical and not requested):
                 result.negated.add("cancel")
-            elif requested or imperative or (not past and re.match(r"cancel (my|the|it|this|that|both|them|order|all)\b", sentence[m.start():])):
+            elif (
+                requested
+                or imperative
+                or (
+                    not past
+                    and re.match(
+                        r"cancel (my|the|it|this|that|both|them|order|all)\b", sentence[m.start() :]
+                    )
+                )
+            ):
                 result.found.add("cancel")
         # asks for a person
         m = _near(CONTACT, PERSON, sentence, window=5)
         if m is None:
-            m = re.search(r"\b(real|actual|live) (person|human|agent)\b|\bhuman please\b|^(a )?human\b", sentence)
+            m = re.search(
+                r"\b(real|actual|live) (person|human|agent)\b|\bhuman please\b|^(a )?human\b",
+                sentence,
+            )
         if m is not None:
-            if _negated(sentence, m.start()) and not re.search(r"\b(can|could) not\b", sentence[: m.start()]):
+            if _negated(sentence, m.start()) and not re.search(
+                r"\b(can|could) not\b", sentence[: m.start()]
+            ):
                 result.negated.add("human")
             else:
                 result.found.add("human")

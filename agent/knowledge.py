@@ -203,7 +203,9 @@ class KnowledgeBase:
             # A word the store's content never uses still counts against the match (it may be the
             # very thing asked about: "crypto", "a store in Paris"), at the known words' mean weight.
             unknown_weight = 0.75 * (sum(known.values()) / len(known)) if known else 1.0
-            total = sum(known.values()) + unknown_weight * sum(1 for t in terms if t not in known and boost[t] == 1.0)
+            total = sum(known.values()) + unknown_weight * sum(
+                1 for t in terms if t not in known and boost[t] == 1.0
+            )
             out = []
             for rowid, score in rows:
                 covered = sum(w for t, w in known.items() if self._matches(rowid, t))
@@ -212,7 +214,9 @@ class KnowledgeBase:
                     Passage(
                         source=chunk.source,
                         heading=chunk.heading,
-                        text=self._best_sentences(chunk, terms),
+                        text=self._best_sentences(
+                            chunk, terms + re.findall(r"\d+(?:[.,]\d+)?", query)
+                        ),
                         score=-float(score),
                         confidence=covered / total if total else 0.0,
                     )
@@ -220,14 +224,18 @@ class KnowledgeBase:
         return out
 
     def _best_sentences(self, chunk: Chunk, terms: list[str], n: int = 2) -> str:
+        """The passage's sentences (or table rows) that say most about the question; a number
+        the shopper gave (27.5 cm) counts triple, since a row holding it is usually the answer."""
         stems = {stem(t) for t in terms}
         sents = _sentences(chunk.body)
         if not sents:
             return chunk.body[:400]
         scored = []
         for i, s in enumerate(sents):
-            words = {stem(w) for w in re.findall(r"[\w'’-]+", s.lower())}
-            scored.append((len(words & stems), -i, s))
+            words = {stem(w) for w in re.findall(r"\d+(?:[.,]\d+)?|[\w'’-]+", s.lower())}
+            hits = words & stems
+            score = sum(3 if h[0].isdigit() else 1 for h in hits)
+            scored.append((score, -i, s))
         best = sorted(scored, reverse=True)[:n]
         best = [b for b in best if b[0] > 0] or best[:1]
         chosen = [s for _, _, s in sorted(best, key=lambda b: -b[1])]

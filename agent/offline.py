@@ -59,7 +59,9 @@ def new_memory() -> dict[str, Any]:
 
 
 class OfflineAgent:
-    def __init__(self, config: StoreConfig, knowledge: KnowledgeBase, actions: ActionRunner) -> None:
+    def __init__(
+        self, config: StoreConfig, knowledge: KnowledgeBase, actions: ActionRunner
+    ) -> None:
         self.config = config
         self.kb = knowledge
         self.actions = actions
@@ -75,7 +77,9 @@ class OfflineAgent:
         turn.latency_ms = int((time.monotonic() - started) * 1000)
         return turn
 
-    async def prepare(self, conversation: ConversationView, history: list[MessageView]) -> TurnState:
+    async def prepare(
+        self, conversation: ConversationView, history: list[MessageView]
+    ) -> TurnState:
         """Read the latest shopper message, run the actions it triggers, evaluate the rules."""
         mem = {**new_memory(), **deepcopy(conversation.memory or {})}
         shopper = [m for m in history if m.role == "shopper"]
@@ -91,7 +95,9 @@ class OfflineAgent:
         new_orders = await self._collect(conversation, mem, text, actions_run)
         facts = build_facts(conversation, mem)
         decision = evaluate_rules(self.config, facts)
-        return TurnState(conversation, history, shopper, text, det, mem, facts, decision, actions_run, new_orders)
+        return TurnState(
+            conversation, history, shopper, text, det, mem, facts, decision, actions_run, new_orders
+        )
 
     def refresh(self, state: TurnState) -> None:
         """Re-derive facts and the rules' decision after more actions ran (the LLM's tools)."""
@@ -104,10 +110,16 @@ class OfflineAgent:
         failed = [a for a in state.actions_run if a["status"] == "error"]
         if failed:
             state.mem["lookup_failed"] = True
-            self._handoff(turn, state.conversation, state.mem, state.facts, state.decision,
-                          extra_tags=["lookup-failed"],
-                          extra_reason=f"The store's API failed: {failed[0]['error']}",
-                          lead=render(self.config.messages.lookup_failed, **state.facts))
+            self._handoff(
+                turn,
+                state.conversation,
+                state.mem,
+                state.facts,
+                state.decision,
+                extra_tags=["lookup-failed"],
+                extra_reason=f"The store's API failed: {failed[0]['error']}",
+                lead=render(self.config.messages.lookup_failed, **state.facts),
+            )
             return turn
         if state.decision.escalate:
             if self._defer(state.decision, state.mem, turn):
@@ -116,11 +128,21 @@ class OfflineAgent:
             return turn
         return None
 
-    def handoff_turn(self, state: TurnState, *, tags: list[str], reason: str, lead: str | None = None) -> Turn:
+    def handoff_turn(
+        self, state: TurnState, *, tags: list[str], reason: str, lead: str | None = None
+    ) -> Turn:
         """A handoff asked for by someone other than the rules (the LLM, a fallback)."""
         turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
-        self._handoff(turn, state.conversation, state.mem, state.facts, state.decision,
-                      extra_tags=tags, extra_reason=reason, lead=lead)
+        self._handoff(
+            turn,
+            state.conversation,
+            state.mem,
+            state.facts,
+            state.decision,
+            extra_tags=tags,
+            extra_reason=reason,
+            lead=lead,
+        )
         return turn
 
     async def run_action(self, state: TurnState, name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -139,7 +161,9 @@ class OfflineAgent:
                 return {"error": f"{inp} is not a valid {entity_name}: ask the shopper for it"}
             values.append(found[0])
         before = len(state.actions_run)
-        new_orders = await self._collect(state.conversation, state.mem, " ".join(values), state.actions_run)
+        new_orders = await self._collect(
+            state.conversation, state.mem, " ".join(values), state.actions_run
+        )
         state.new_orders.extend(n for n in new_orders if n not in state.new_orders)
         self.refresh(state)
         ran = state.actions_run[before:]
@@ -147,29 +171,66 @@ class OfflineAgent:
             return {"error": "the store's system is not answering"}
         if action.fact == "customer":
             cust = state.facts["customer"]
-            return {"customer": {"tier": cust.get("tier"), "name": cust.get("name")}} if cust.get("verified") else {"customer": "not verified"}
+            return (
+                {"customer": {"tier": cust.get("tier"), "name": cust.get("name")}}
+                if cust.get("verified")
+                else {"customer": "not verified"}
+            )
         out = []
         for v in values:
             order = state.mem["orders"].get(v) or {}
             if order.get("lookup") == "not_found":
                 out.append({"number": v, "found": False})
             elif not order.get("verified"):
-                out.append({"number": v, "found": True, "verified": False,
-                            "note": "ask for the email address on the order before sharing anything"})
+                out.append(
+                    {
+                        "number": v,
+                        "found": True,
+                        "verified": False,
+                        "note": "ask for the email address on the order before sharing anything",
+                    }
+                )
             else:
-                out.append({k: order.get(k) for k in ("number", "status", "payment_status", "sale", "total", "currency", "placed_at", "items")})
+                out.append(
+                    {
+                        k: order.get(k)
+                        for k in (
+                            "number",
+                            "status",
+                            "payment_status",
+                            "sale",
+                            "total",
+                            "currency",
+                            "placed_at",
+                            "items",
+                        )
+                    }
+                )
         return {"orders": out}
 
     def answer(self, state: TurnState) -> Turn:
         turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
-        self._answer(turn, state.conversation, state.mem, state.det, state.text, state.shopper,
-                     state.new_orders, state.facts)
+        self._answer(
+            turn,
+            state.conversation,
+            state.mem,
+            state.det,
+            state.text,
+            state.shopper,
+            state.new_orders,
+            state.facts,
+        )
         return turn
 
     # ------------------------------------------------------- gathering facts
 
-    async def _collect(self, conversation: ConversationView, mem: dict[str, Any], text: str,
-                       actions_run: list[dict[str, Any]]) -> list[str]:
+    async def _collect(
+        self,
+        conversation: ConversationView,
+        mem: dict[str, Any],
+        text: str,
+        actions_run: list[dict[str, Any]],
+    ) -> list[str]:
         """Pick out entities, run the actions they trigger, remember the results."""
         emails = extract_emails(text)
         if emails:
@@ -197,7 +258,9 @@ class OfflineAgent:
                     inp = next(k for k, v in action.inputs.items() if v == entity)
                     res = await self.actions.run(aname, {inp: value})
                     actions_run.append(res.as_dict())
-                    self._remember_order(mem, value, res, action.verify.captured if action.verify else None)
+                    self._remember_order(
+                        mem, value, res, action.verify.captured if action.verify else None
+                    )
                     new_orders.append(value)
         # The proved email may arrive after the order number: re-check ownership.
         for order in mem["orders"].values():
@@ -205,7 +268,9 @@ class OfflineAgent:
         await self._lookup_customer(conversation, mem, actions_run)
         return new_orders
 
-    def _remember_order(self, mem: dict[str, Any], number: str, res: ActionResult, owner_field: str | None) -> None:
+    def _remember_order(
+        self, mem: dict[str, Any], number: str, res: ActionResult, owner_field: str | None
+    ) -> None:
         entry: dict[str, Any] = {"number": number, "lookup": res.status}
         if res.status == "ok":
             entry.update({k: v for k, v in res.captured.items() if v is not None})
@@ -217,13 +282,18 @@ class OfflineAgent:
         out = {e.lower() for e in (conversation.customer.email, mem.get("email")) if e}
         return out
 
-    def _owns(self, conversation: ConversationView, mem: dict[str, Any], order: dict[str, Any]) -> bool:
+    def _owns(
+        self, conversation: ConversationView, mem: dict[str, Any], order: dict[str, Any]
+    ) -> bool:
         owner = (order.get("owner") or "").lower()
         return bool(owner) and owner in self._proved_emails(conversation, mem)
 
-    async def _lookup_customer(self, conversation: ConversationView, mem: dict[str, Any],
-                               actions_run: list[dict[str, Any]]) -> None:
-        action_name = next((n for n, a in self.config.actions.items() if a.fact == "customer"), None)
+    async def _lookup_customer(
+        self, conversation: ConversationView, mem: dict[str, Any], actions_run: list[dict[str, Any]]
+    ) -> None:
+        action_name = next(
+            (n for n, a in self.config.actions.items() if a.fact == "customer"), None
+        )
         if action_name is None:
             return
         action = self.config.actions[action_name]
@@ -232,7 +302,10 @@ class OfflineAgent:
         proved = sorted(self._proved_emails(conversation, mem))
         target, verified = None, False
         if proved:
-            target, verified = proved[-1] if mem.get("email") is None else mem["email"].lower(), True
+            target, verified = (
+                proved[-1] if mem.get("email") is None else mem["email"].lower(),
+                True,
+            )
             if conversation.customer.email and mem.get("email") is None:
                 target = conversation.customer.email.lower()
         else:
@@ -247,8 +320,16 @@ class OfflineAgent:
             return
         res = await self.actions.run(action_name, {inp: target})
         actions_run.append(res.as_dict())
-        mem["customer"] = {"email": target, "verified": verified, "status": res.status,
-                           **({k: v for k, v in res.captured.items() if v is not None} if res.status == "ok" else {})}
+        mem["customer"] = {
+            "email": target,
+            "verified": verified,
+            "status": res.status,
+            **(
+                {k: v for k, v in res.captured.items() if v is not None}
+                if res.status == "ok"
+                else {}
+            ),
+        }
 
     # -------------------------------------------------------------- deciding
 
@@ -272,9 +353,18 @@ class OfflineAgent:
         turn.reply = prompt
         return True
 
-    def _handoff(self, turn: Turn, conversation: ConversationView, mem: dict[str, Any], facts: dict[str, Any],
-                 decision: Decision, *, extra_tags: list[str] | None = None, extra_reason: str = "",
-                 lead: str | None = None) -> None:
+    def _handoff(
+        self,
+        turn: Turn,
+        conversation: ConversationView,
+        mem: dict[str, Any],
+        facts: dict[str, Any],
+        decision: Decision,
+        *,
+        extra_tags: list[str] | None = None,
+        extra_reason: str = "",
+        lead: str | None = None,
+    ) -> None:
         tags = list(dict.fromkeys([*decision.tags, *(extra_tags or [])]))
         reason = "; ".join(r for r in (decision.reason, extra_reason) if r) or "handoff"
         message, sla = expectation_message(self.config, decision, facts)
@@ -300,8 +390,17 @@ class OfflineAgent:
 
     # -------------------------------------------------------------- answering
 
-    def _answer(self, turn: Turn, conversation: ConversationView, mem: dict[str, Any], det: Any, text: str,
-                shopper: list[MessageView], new_orders: list[str], facts: dict[str, Any]) -> None:
+    def _answer(
+        self,
+        turn: Turn,
+        conversation: ConversationView,
+        mem: dict[str, Any],
+        det: Any,
+        text: str,
+        shopper: list[MessageView],
+        new_orders: list[str],
+        facts: dict[str, Any],
+    ) -> None:
         msgs = self.config.messages
         parts: list[str] = []
         orders = mem["orders"]
@@ -325,7 +424,11 @@ class OfflineAgent:
                 parts.append(msgs.ask_email)
         wants_order = det.my_order and det.order_topic and not orders and not new_orders
         if wants_order:
-            parts.append(self.config.entities.get("order_number").prompt if "order_number" in self.config.entities else msgs.ask_order)
+            parts.append(
+                self.config.entities.get("order_number").prompt
+                if "order_number" in self.config.entities
+                else msgs.ask_order
+            )
 
         passage = self._search(text, shopper, det) if not wants_order else None
         if passage is not None:
@@ -344,9 +447,16 @@ class OfflineAgent:
                 mem["misses"] += 1
                 if det.question or mem["misses"] >= 2:
                     decision = Decision()
-                    self._handoff(turn, conversation, mem, facts, decision, extra_tags=["unanswered"],
-                                  extra_reason="The assistant had no answer in the store's content",
-                                  lead=msgs.dont_know)
+                    self._handoff(
+                        turn,
+                        conversation,
+                        mem,
+                        facts,
+                        decision,
+                        extra_tags=["unanswered"],
+                        extra_reason="The assistant had no answer in the store's content",
+                        lead=msgs.dont_know,
+                    )
                     return
                 parts.append(msgs.rephrase)
         turn.reply = "\n\n".join(parts)
@@ -364,7 +474,11 @@ class OfflineAgent:
         query = text
         if len(words) < 4:
             # A short follow-up ("and to Belgium?") is read with the last substantive message.
-            earlier = [m.text for m in shopper[:-1] if len(content_words(self._without_entities(m.text))) >= 2]
+            earlier = [
+                m.text
+                for m in shopper[:-1]
+                if len(content_words(self._without_entities(m.text))) >= 2
+            ]
             if earlier:
                 query = f"{earlier[-1]} {text}"
         hits = self.kb.search(query, k=3)

@@ -49,17 +49,29 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
     decision = Decision()
     orders = list(facts.get("orders") or [])
     for rule_set in config.rule_sets:
-        ctx = {**facts, "tags": list(decision.tags), "problem_orders": list(decision.problem_orders)}
+        ctx = {
+            **facts,
+            "tags": list(decision.tags),
+            "problem_orders": list(decision.problem_orders),
+        }
         if not evaluate(rule_set.applies_if, **ctx):
             continue
         for rule in rule_set.rules:
-            ctx = {**facts, "tags": list(decision.tags), "problem_orders": list(decision.problem_orders)}
+            ctx = {
+                **facts,
+                "tags": list(decision.tags),
+                "problem_orders": list(decision.problem_orders),
+            }
             if rule.for_each == "order":
                 hits = [o for o in orders if evaluate(rule.if_, **ctx, order=o)]
                 if not hits:
                     continue
                 numbers = [str(o.get("number")) for o in hits]
-                reason = render(rule.reason, **ctx, order=hits[0], orders_matched=hits) if rule.reason else rule.name
+                reason = (
+                    render(rule.reason, **ctx, order=hits[0], orders_matched=hits)
+                    if rule.reason
+                    else rule.name
+                )
                 decision.matches.append(Match(rule, rule_set.name, numbers, reason))
                 for n in numbers:
                     if n not in decision.problem_orders:
@@ -75,7 +87,9 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
     return decision
 
 
-def expectation_message(config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None) -> tuple[str, int]:
+def expectation_message(
+    config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None
+) -> tuple[str, int]:
     """The message the shopper gets on handoff, with the SLA from the rules and business hours."""
     now = now or datetime.now(UTC)
     slas = [m.rule.sla_minutes for m in decision.matches if m.rule.sla_minutes]
@@ -86,8 +100,14 @@ def expectation_message(config: StoreConfig, decision: Decision, facts: dict[str
     if not hours.is_open(now):
         opens_at = hours.next_open(now)
         local_now = now.astimezone(opens_at.tzinfo)
-        day = "today" if opens_at.date() == local_now.date() else (
-            "tomorrow" if (opens_at.date() - local_now.date()).days == 1 else f"on {opens_at:%A}"
+        day = (
+            "today"
+            if opens_at.date() == local_now.date()
+            else (
+                "tomorrow"
+                if (opens_at.date() - local_now.date()).days == 1
+                else f"on {opens_at:%A}"
+            )
         )
         ctx["opens"] = f"{day} from {opens_at:%H:%M} ({hours.timezone})"
         return render(config.messages.out_of_hours, **ctx), sla

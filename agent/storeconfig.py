@@ -48,7 +48,9 @@ def _check_template(value: str | None) -> str | None:
     try:
         ENV.from_string(value)
     except TemplateSyntaxError as exc:
-        raise ValueError(f"invalid template: {exc.message} (line {exc.lineno} of the template)") from exc
+        raise ValueError(
+            f"invalid template: {exc.message} (line {exc.lineno} of the template)"
+        ) from exc
     return value
 
 
@@ -101,7 +103,9 @@ class Action(Strict):
     inputs: dict[str, str] = Field(default_factory=dict, description="input name -> entity name")
     request: Request
     capture: dict[str, str] = Field(default_factory=dict)
-    runs_on: list[str] = Field(default_factory=list, description="entities whose appearance runs it")
+    runs_on: list[str] = Field(
+        default_factory=list, description="entities whose appearance runs it"
+    )
     verify: Verify | None = None
     fact: str = Field(description="where results go in the facts: orders | customer")
 
@@ -206,23 +210,35 @@ class Hours(Strict):
 
 
 class Messages(Strict):
-    welcome: str = "Hi! I'm the store's assistant. Ask me anything, or ask for a person at any time."
-    expectation: str = "I've passed this to our team. A person will reply here within {{ sla_minutes }} minutes."
-    out_of_hours: str = "I've passed this to our team. We're offline now; a person will reply here {{ opens }}."
+    welcome: str = (
+        "Hi! I'm the store's assistant. Ask me anything, or ask for a person at any time."
+    )
+    expectation: str = (
+        "I've passed this to our team. A person will reply here within {{ sla_minutes }} minutes."
+    )
+    out_of_hours: str = (
+        "I've passed this to our team. We're offline now; a person will reply here {{ opens }}."
+    )
     dont_know: str = "I'm not sure about that one, so I've asked a person from our team to help."
     rephrase: str = "Sorry, I didn't quite get that. Could you tell me a little more?"
     ask_order: str = "Could you give me your order number?"
     ask_email: str = "To keep your order details private, what's the email address on the order?"
-    email_mismatch: str = "That email doesn't match the one on the order, so I can't share its details."
+    email_mismatch: str = (
+        "That email doesn't match the one on the order, so I can't share its details."
+    )
     order_not_found: str = "I couldn't find order {{ number }}. Could you check the number?"
     lookup_failed: str = "I can't reach our order system right now, so I've passed this to a person who can check it for you."
     greeting: str = "Hi! How can I help?"
     thanks: str = "You're welcome! Anything else I can help with?"
     claimed: str = "{name} from our team has joined the chat."
-    resolved: str = "This conversation is marked as resolved. Write again any time if you need more help."
+    resolved: str = (
+        "This conversation is marked as resolved. Write again any time if you need more help."
+    )
     handback: str = "You're chatting with our assistant again."
     ai_unavailable: str = "Sorry, our assistant is having trouble right now. I've passed your message to our team and a person will reply here."
-    order_status: str = "Order {{ order.number }}: {{ order.status }}, payment {{ order.payment_status }}."
+    order_status: str = (
+        "Order {{ order.number }}: {{ order.status }}, payment {{ order.payment_status }}."
+    )
 
     @model_validator(mode="after")
     def _templates(self) -> Messages:
@@ -276,9 +292,13 @@ class StoreConfig(Strict):
             for rule in rs.rules:
                 for tag in rule.tags:
                     if tag not in self.tags:
-                        raise ValueError(f"rule {rule.name!r}: tag {tag!r} is not defined under tags:")
+                        raise ValueError(
+                            f"rule {rule.name!r}: tag {tag!r} is not defined under tags:"
+                        )
                 if rule.ask_for and rule.ask_for not in self.entities:
-                    raise ValueError(f"rule {rule.name!r}: ask_for {rule.ask_for!r} is not an entity")
+                    raise ValueError(
+                        f"rule {rule.name!r}: ask_for {rule.ask_for!r} is not an entity"
+                    )
         return self
 
     @property
@@ -305,7 +325,9 @@ def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
                 return best
             node = nxt
             best = node
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             best = node
         else:

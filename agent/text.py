@@ -46,14 +46,18 @@ def fold(text: str) -> str:
 
 
 def expand_contractions(text: str) -> str:
-    text = re.sub(r"\b(can't|cannot|won't|shan't|ain't)\b", lambda m: CONTRACTIONS[m.group(1)], text)
+    text = re.sub(
+        r"\b(can't|cannot|won't|shan't|ain't)\b", lambda m: CONTRACTIONS[m.group(1)], text
+    )
     text = re.sub(r"\bi'd\b", "i would", text)
     text = re.sub(r"n't\b", " not", text)
     text = re.sub(r"'(re|ve|ll|d|m)\b", lambda m: CONTRACTIONS["'" + m.group(1)], text)
     # Common apostrophe-less spellings in chat.
-    text = re.sub(r"\b(dont|didnt|doesnt|cant|wont|isnt|wasnt|havent|hasnt|couldnt|wouldnt)\b",
-                  lambda m: {"cant": "can not", "wont": "will not"}.get(m.group(1), m.group(1)[:-2] + " not"),
-                  text)
+    text = re.sub(
+        r"\b(dont|didnt|doesnt|cant|wont|isnt|wasnt|havent|hasnt|couldnt|wouldnt)\b",
+        lambda m: {"cant": "can not", "wont": "will not"}.get(m.group(1), m.group(1)[:-2] + " not"),
+        text,
+    )
     return text
 
 
@@ -74,7 +78,10 @@ THESAURUS: list[tuple[str, tuple[str, ...]]] = [
     (r"\bpostage\b|\bsend\b|\bship\b", ("shipping", "delivery")),
     (r"\bextra\b|\bfees?\b|\bcustoms\b|\bimport\b", ("duties", "customs", "vat")),
     (r"\b(do|does) not fit\b|\btoo (small|big|tight|large)\b", ("size", "fit", "return")),
-    (r"\blegit\w*|\bfakes?\b|\bgenuine\b|\breal\b|\breplica\w*", ("authentic", "authenticity", "genuine")),
+    (
+        r"\blegit\w*|\bfakes?\b|\bgenuine\b|\breal\b|\breplica\w*",
+        ("authentic", "authenticity", "genuine"),
+    ),
     (r"\bstart\w*|\bbegin\w*|\blaunch\w*|\bgo(es)? live\b", ("live", "starts", "opens")),
     (r"\bbasket\b", ("cart",)),
     (r"\bsaved?\b|\bhold\b|\breserv\w*|\bkept\b", ("reserve", "reservation", "held")),

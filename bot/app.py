@@ -60,8 +60,14 @@ def check_production(settings: Settings) -> list[str]:
             problems.append("INBOX_TOKEN is not set: the web inbox would be open to anyone")
         if settings.slack_enabled and not settings.slack_signing_secret:
             problems.append("SLACK_SIGNING_SECRET is not set: Slack requests could not be verified")
-        if settings.telegram_enabled and settings.telegram_mode == "webhook" and not settings.telegram_webhook_secret:
-            problems.append("TELEGRAM_WEBHOOK_SECRET is not set: Telegram webhooks could not be verified")
+        if (
+            settings.telegram_enabled
+            and settings.telegram_mode == "webhook"
+            and not settings.telegram_webhook_secret
+        ):
+            problems.append(
+                "TELEGRAM_WEBHOOK_SECRET is not set: Telegram webhooks could not be verified"
+            )
     return problems
 
 
@@ -75,7 +81,9 @@ def display_name_factory(config: StoreConfig) -> Any:
     return display
 
 
-def build_app(settings: Settings, config: StoreConfig, *, auto_migrate: bool | None = None) -> web.Application:
+def build_app(
+    settings: Settings, config: StoreConfig, *, auto_migrate: bool | None = None
+) -> web.Application:
     problems = check_production(settings)
     if problems:
         raise ConfigurationError("; ".join(problems))
@@ -115,19 +123,32 @@ def build_app(settings: Settings, config: StoreConfig, *, auto_migrate: bool | N
             agent=agent,
             live=live,
             inbox_name=inbox_name,
-            messages=CoreMessages(claimed=m.claimed, resolved=m.resolved, handback=m.handback, ai_unavailable=m.ai_unavailable),
+            messages=CoreMessages(
+                claimed=m.claimed,
+                resolved=m.resolved,
+                handback=m.handback,
+                ai_unavailable=m.ai_unavailable,
+            ),
             mask_patterns=list(config.mask_patterns),
             max_text=settings.max_message_chars,
             display_name=display_name_factory(config),
         )
-        worker = DeliveryWorker(sessions, channels=channels, inboxes=inboxes, pacer=pacer, live=live,
-                                poll_seconds=settings.delivery_poll_seconds)
+        worker = DeliveryWorker(
+            sessions,
+            channels=channels,
+            inboxes=inboxes,
+            pacer=pacer,
+            live=live,
+            poll_seconds=settings.delivery_poll_seconds,
+        )
         core.on_outbox = worker.kick
         core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]
         token = settings.inbox_token.get_secret_value() if settings.inbox_token else ""
         if not token and settings.demo:
             token = secrets.token_urlsafe(9)
-        services = Services(settings, config, core, worker, live, knowledge, agent, channels, inboxes, token)
+        services = Services(
+            settings, config, core, worker, live, knowledge, agent, channels, inboxes, token
+        )
         app[SERVICES] = services
 
         for hook in app.get(BRIDGE_SETUP, []):
@@ -136,7 +157,10 @@ def build_app(settings: Settings, config: StoreConfig, *, auto_migrate: bool | N
         await worker.recover_all()
         worker.start()
         resumed = await core.resume()
-        log.info("started", extra={"resumed": resumed, "inbox": core.inbox_name, "channels": sorted(channels)})
+        log.info(
+            "started",
+            extra={"resumed": resumed, "inbox": core.inbox_name, "channels": sorted(channels)},
+        )
         try:
             yield
         finally:
@@ -166,10 +190,15 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
     async def healthz(request: web.Request) -> web.Response:
         services = request.app[SERVICES]
         pending = await services.worker.pending()
-        return web.json_response({"ok": True, "outbox_pending": pending, "inbox": services.core.inbox_name})
+        return web.json_response(
+            {"ok": True, "outbox_pending": pending, "inbox": services.core.inbox_name}
+        )
 
     app.router.add_get("/healthz", healthz)
-    tags = [{"name": n, "description": t.description, "emoji": t.emoji, "color": t.color} for n, t in config.tags.items()]
+    tags = [
+        {"name": n, "description": t.description, "emoji": t.emoji, "color": t.color}
+        for n, t in config.tags.items()
+    ]
     lazy = _Lazy(app)
     WidgetRoutes(lazy, lazy.live, max_text=settings.max_message_chars).register(app)  # type: ignore[arg-type]
     inbox_routes = WebInboxRoutes(lazy, lazy.live, "", tags)  # type: ignore[arg-type]

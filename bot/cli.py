@@ -50,9 +50,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"actions:    {', '.join(config.actions) or 'none'}")
     print(f"rules:      {rules} in {len(config.rule_sets)} rule sets")
     print(f"tags:       {', '.join(config.tags)}")
-    print(f"agent:      {'LLM ' + settings.openai_model if settings.llm_enabled else 'built-in (offline)'}")
-    print(f"inbox:      {'Slack ' + str(settings.slack_inbox_channel) if settings.slack_enabled else 'web inbox at /inbox'}")
-    print(f"channels:   widget{', telegram (' + settings.telegram_mode + ')' if settings.telegram_enabled else ''}")
+    print(
+        f"agent:      {'LLM ' + settings.openai_model if settings.llm_enabled else 'built-in (offline)'}"
+    )
+    print(
+        f"inbox:      {'Slack ' + str(settings.slack_inbox_channel) if settings.slack_enabled else 'web inbox at /inbox'}"
+    )
+    print(
+        f"channels:   widget{', telegram (' + settings.telegram_mode + ')' if settings.telegram_enabled else ''}"
+    )
     print(f"database:   {settings.database_url.split('@')[-1]}")
     problems = check_production(settings)
     for p in problems:
@@ -69,7 +75,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(settings: Settings, config: StoreConfig, *, banner: Any = None, extra_startup: Any = None) -> int:
+def _serve(
+    settings: Settings, config: StoreConfig, *, banner: Any = None, extra_startup: Any = None
+) -> int:
     from bot.app import ConfigurationError, build_app
 
     try:
@@ -173,24 +181,36 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="handoff", description="AI shopper support that hands hard chats to people.")
+    parser = argparse.ArgumentParser(
+        prog="handoff", description="AI shopper support that hands hard chats to people."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", help="store config YAML (default: HANDOFF_CONFIG or the flash-sale pack)")
+        p.add_argument(
+            "--config", help="store config YAML (default: HANDOFF_CONFIG or the flash-sale pack)"
+        )
         return p
 
     p = with_config(sub.add_parser("run", help="run the service from env and config"))
     p.add_argument("--port", type=int)
     p.add_argument("--host")
     p.set_defaults(func=cmd_run)
-    p = with_config(sub.add_parser("demo", help="the sample store: SQLite, built-in agent, web inbox, sample shop API"))
+    p = with_config(
+        sub.add_parser(
+            "demo", help="the sample store: SQLite, built-in agent, web inbox, sample shop API"
+        )
+    )
     p.add_argument("--port", type=int)
     p.add_argument("--host")
     p.add_argument("--shop-port", type=int)
     p.set_defaults(func=cmd_demo)
-    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(func=cmd_migrate)
-    with_config(sub.add_parser("check", help="validate the config and print what is enabled")).set_defaults(func=cmd_check)
+    sub.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(
+        func=cmd_migrate
+    )
+    with_config(
+        sub.add_parser("check", help="validate the config and print what is enabled")
+    ).set_defaults(func=cmd_check)
     p = with_config(sub.add_parser("eval", help="score the agent's handoff judgment on scenarios"))
     p.add_argument("scenarios")
     p.add_argument("--knowledge", required=True)

@@ -38,7 +38,9 @@ class UnknownConversation(CoreError):
 @dataclass
 class CoreMessages:
     claimed: str = "{name} from our team has joined the chat."
-    resolved: str = "This conversation is marked as resolved. Write again any time if you need more help."
+    resolved: str = (
+        "This conversation is marked as resolved. Write again any time if you need more help."
+    )
     handback: str = "You're chatting with our assistant again."
     ai_unavailable: str = (
         "Sorry, our assistant is having trouble right now. I've passed your message to our team "
@@ -157,7 +159,9 @@ class Core:
         if not text:
             raise CoreError("A message needs some text.")
         if len(text) > self.max_text:
-            raise CoreError(f"That message is too long ({len(text)} characters; at most {self.max_text}).")
+            raise CoreError(
+                f"That message is too long ({len(text)} characters; at most {self.max_text})."
+            )
         return mask_sensitive(text, self.mask_patterns)
 
     async def shopper_message(
@@ -346,7 +350,11 @@ class Core:
                     conv,
                     "agent",
                     turn.reply,
-                    meta={"sources": turn.sources, "actions": repo.json_safe(turn.actions_run), **turn.meta},
+                    meta={
+                        "sources": turn.sources,
+                        "actions": repo.json_safe(turn.actions_run),
+                        **turn.meta,
+                    },
                     tokens_in=turn.tokens_in,
                     tokens_out=turn.tokens_out,
                     latency_ms=turn.latency_ms,
@@ -356,7 +364,9 @@ class Core:
             repo.touch(conv)
         self._changed(conversation_id)
 
-    async def _handoff(self, s: AsyncSession, conv: Conversation, h: Handoff, upto: int | None) -> None:
+    async def _handoff(
+        self, s: AsyncSession, conv: Conversation, h: Handoff, upto: int | None
+    ) -> None:
         old = conv.state
         conv.state = "queued"
         conv.owner = None
@@ -371,7 +381,10 @@ class Core:
         await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
         await s.flush()
         last = await s.scalar(
-            select(Message.id).where(Message.conversation_id == conv.id).order_by(Message.id.desc()).limit(1)
+            select(Message.id)
+            .where(Message.conversation_id == conv.id)
+            .order_by(Message.id.desc())
+            .limit(1)
         )
         if conv.inbox_ref:
             # Handed off again after a hand-back: same thread, post what happened since.
@@ -392,7 +405,9 @@ class Core:
             conv.context = {}
             tags = list(await repo.tags_of(s, conv.id))
             await repo.set_tags(s, conv, [], tags, "system")
-            await repo.add_state_event(s, conv, "state", "resolved", "bot", "shopper", "shopper wrote again")
+            await repo.add_state_event(
+                s, conv, "state", "resolved", "bot", "shopper", "shopper wrote again"
+            )
             self._enqueue(s, conv, "shopper", "state", {"state": "bot"})
         self._changed(conversation_id)
 
@@ -425,10 +440,12 @@ class Core:
         if not text:
             raise CoreError("A reply needs some text.")
         if len(text) > self.max_text:
-            raise CoreError(f"That reply is too long ({len(text)} characters; at most {self.max_text}).")
+            raise CoreError(
+                f"That reply is too long ({len(text)} characters; at most {self.max_text})."
+            )
         is_note = bool(note_prefix) and text.startswith(note_prefix)
         if is_note:
-            text = text[len(note_prefix):].strip() or text
+            text = text[len(note_prefix) :].strip() or text
         async with self.sessions() as s:
             async with s.begin():
                 conv = await s.get(Conversation, conversation_id, with_for_update=True)
@@ -439,7 +456,14 @@ class Core:
                         return None
                 role = "note" if is_note else "human"
                 msg = await self._add_message(
-                    s, conv, role, text, author=author, source=source, platform_id=platform_id, deliver=False
+                    s,
+                    conv,
+                    role,
+                    text,
+                    author=author,
+                    source=source,
+                    platform_id=platform_id,
+                    deliver=False,
                 )
                 if not is_note:
                     self._enqueue(s, conv, "shopper", "send", {"message_id": msg.id})
@@ -464,7 +488,11 @@ class Core:
                     raise UnknownConversation(f"No conversation #{conversation_id}.")
                 if command == "claim":
                     if conv.state == "claimed" and conv.owner == actor:
-                        return CommandResult(True, f"You already own #{conv.id}.", await repo.conversation_view(s, conv))
+                        return CommandResult(
+                            True,
+                            f"You already own #{conv.id}.",
+                            await repo.conversation_view(s, conv),
+                        )
                     await self._set_owner(s, conv, actor, actor=actor, announce=True)
                     text = f"You claimed #{conv.id}."
                 elif command == "release":
@@ -517,7 +545,9 @@ class Core:
         conv.state = new
         self._enqueue(s, conv, "shopper", "state", {"state": new})
 
-    async def _set_owner(self, s: AsyncSession, conv: Conversation, owner: str, *, actor: str, announce: bool) -> None:
+    async def _set_owner(
+        self, s: AsyncSession, conv: Conversation, owner: str, *, actor: str, announce: bool
+    ) -> None:
         if conv.owner != owner:
             await repo.add_state_event(s, conv, "owner", conv.owner, owner, actor)
             conv.owner = owner
@@ -529,7 +559,10 @@ class Core:
             conv.handed_off_at = utcnow()
             await s.flush()
             last = await s.scalar(
-                select(Message.id).where(Message.conversation_id == conv.id).order_by(Message.id.desc()).limit(1)
+                select(Message.id)
+                .where(Message.conversation_id == conv.id)
+                .order_by(Message.id.desc())
+                .limit(1)
             )
             self._enqueue(s, conv, "inbox", "open_thread", {"upto": last})
         await self._set_state(s, conv, "claimed", actor)
@@ -621,7 +654,15 @@ class Core:
 
     async def enqueue_alert(self, text: str) -> None:
         async with self.sessions() as s, s.begin():
-            s.add(OutboxRow(conversation_id=None, lane="alert", destination=self.inbox_name, kind="alert", payload={"text": text}))
+            s.add(
+                OutboxRow(
+                    conversation_id=None,
+                    lane="alert",
+                    destination=self.inbox_name,
+                    kind="alert",
+                    payload={"text": text},
+                )
+            )
         self.on_outbox()
 
     # ------------------------------------------------------------------ reads
@@ -633,6 +674,8 @@ class Core:
             raise UnknownConversation(f"No conversation #{conversation_id}.")
         return view
 
-    async def history(self, conversation_id: int, *, after: int = 0, include_notes: bool = False) -> list[MessageView]:
+    async def history(
+        self, conversation_id: int, *, after: int = 0, include_notes: bool = False
+    ) -> list[MessageView]:
         async with self.sessions() as s:
             return await repo.history(s, conversation_id, after=after, include_notes=include_notes)

@@ -150,7 +150,10 @@ class DeliveryWorker:
         next_wait = self.poll_seconds
         started = 0
         for row in rows:
-            lane_key = (row.conversation_id if row.conversation_id is not None else f"a{row.id}", row.lane)
+            lane_key = (
+                row.conversation_id if row.conversation_id is not None else f"a{row.id}",
+                row.lane,
+            )
             if lane_key in self._in_flight:
                 continue
             if row.next_attempt_at > now:
@@ -212,7 +215,9 @@ class DeliveryWorker:
             row.last_error = None
         self.stats.sent += 1
         self.stats.latencies_ms.append((utcnow() - created).total_seconds() * 1000)
-        log.debug("sent %s/%s row %s in %.0f ms", lane, kind, row_id, (time.monotonic() - t0) * 1000)
+        log.debug(
+            "sent %s/%s row %s in %.0f ms", lane, kind, row_id, (time.monotonic() - t0) * 1000
+        )
 
     async def _failed(self, row_id: int, keys: list[str], exc: Exception) -> None:
         retry_after = getattr(exc, "retry_after", None)
@@ -233,7 +238,9 @@ class DeliveryWorker:
                     conv = await s.get(Conversation, row.conversation_id)
                     if conv is not None and not conv.blocked:
                         conv.blocked = True
-                        await repo.add_state_event(s, conv, "blocked", None, "blocked", "platform", str(exc))
+                        await repo.add_state_event(
+                            s, conv, "blocked", None, "blocked", "platform", str(exc)
+                        )
             else:
                 delay = float(retry_after) if retry_after else backoff(row.attempts)
                 row.status = "pending"
@@ -265,8 +272,14 @@ class DeliveryWorker:
                 message = repo.message_view(m).as_json()
             elif "text" in payload:
                 # A notice with no message row (an SLA reminder): shown in the inbox only.
-                message = {"id": 0, "role": "system", "text": payload["text"], "author": None,
-                           "created_at": utcnow().isoformat(), "sources": []}
+                message = {
+                    "id": 0,
+                    "role": "system",
+                    "text": payload["text"],
+                    "author": None,
+                    "created_at": utcnow().isoformat(),
+                    "sources": [],
+                }
             history = None
             if kind == "open_thread":
                 history = await repo.history(s, conv_id, upto=payload.get("upto"))
@@ -331,7 +344,9 @@ class DeliveryWorker:
 
     async def pending(self) -> int:
         async with self.sessions() as s:
-            rows = await s.scalars(select(OutboxRow.id).where(OutboxRow.status.in_(("pending", "sending"))))
+            rows = await s.scalars(
+                select(OutboxRow.id).where(OutboxRow.status.in_(("pending", "sending")))
+            )
             return len(list(rows))
 
     async def drain(self, timeout: float = 30.0) -> None:

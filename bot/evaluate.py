@@ -42,9 +42,13 @@ class ScenarioResult:
             if set(exp["tags"]) != set(self.tags):
                 out.append(f"tags: expected {sorted(exp['tags'])}, got {sorted(self.tags)}")
             if exp.get("by_turn") and (self.escalated_turn or 99) > exp["by_turn"]:
-                out.append(f"late: expected by turn {exp['by_turn']}, handed off at turn {self.escalated_turn}")
+                out.append(
+                    f"late: expected by turn {exp['by_turn']}, handed off at turn {self.escalated_turn}"
+                )
         if exp.get("kb_source") and exp["kb_source"] not in self.sources:
-            out.append(f"knowledge: expected an answer from {exp['kb_source']}, got {self.sources or 'none'}")
+            out.append(
+                f"knowledge: expected an answer from {exp['kb_source']}, got {self.sources or 'none'}"
+            )
         return out
 
 
@@ -64,7 +68,11 @@ class EvalReport:
             tag_tp += len(pred & exp)
             tag_pred += len(pred)
             tag_exp += len(exp)
-        timely = [r for r in esc if r.escalated and (r.escalated_turn or 99) <= (r.expect.get("by_turn") or 99)]
+        timely = [
+            r
+            for r in esc
+            if r.escalated and (r.escalated_turn or 99) <= (r.expect.get("by_turn") or 99)
+        ]
         kb = [r for r in self.results if r.expect.get("kb_source")]
         kb_hit = [r for r in kb if r.expect["kb_source"] in r.sources]
 
@@ -138,13 +146,17 @@ async def run_eval(
     runner, shop_url = await start_shop(shop)
     kb = KnowledgeBase.from_folder(knowledge_dir)
     actions = ActionRunner(config, shop_url)
-    agent: Agent = agent_factory(config, kb, actions) if agent_factory else OfflineAgent(config, kb, actions)
+    agent: Agent = (
+        agent_factory(config, kb, actions) if agent_factory else OfflineAgent(config, kb, actions)
+    )
     report = EvalReport()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/eval.db"
         await upgrade_async(url)
         engine = make_engine(url)
-        core = Core(sessions=make_sessionmaker(engine), agent=agent, live=LiveHub(), agent_timeout=120)
+        core = Core(
+            sessions=make_sessionmaker(engine), agent=agent, live=LiveHub(), agent_timeout=120
+        )
         try:
             for sc in scenarios:
                 shop.load(sc.get("shop") or {})
@@ -168,7 +180,9 @@ async def _play(core: Core, sc: dict[str, Any]) -> ScenarioResult:
     cid = started.conversation.id
     escalated_turn = None
     for i, text in enumerate(sc["turns"], 1):
-        await core.shopper_message(cid, text, source=sc.get("channel", "widget"), platform_id=f"{sc['id']}:{i}")
+        await core.shopper_message(
+            cid, text, source=sc.get("channel", "widget"), platform_id=f"{sc['id']}:{i}"
+        )
         await core.idle()
         conv = await core.get(cid)
         if escalated_turn is None and conv.handed_off_at is not None:

@@ -39,14 +39,22 @@ def shop_app(data: ShopData) -> web.Application:
         if (failed := await guard(f"/orders/{number}")) is not None:
             return failed
         found = data.orders.get(number)
-        return web.json_response(found) if found else web.json_response({"error": "not_found"}, status=404)
+        return (
+            web.json_response(found)
+            if found
+            else web.json_response({"error": "not_found"}, status=404)
+        )
 
     async def customer(request: web.Request) -> web.Response:
         email = unquote(request.match_info["email"]).strip().lower()
         if (failed := await guard(f"/customers/{email}")) is not None:
             return failed
         found = data.customers.get(email)
-        return web.json_response(found) if found else web.json_response({"error": "not_found"}, status=404)
+        return (
+            web.json_response(found)
+            if found
+            else web.json_response({"error": "not_found"}, status=404)
+        )
 
     app = web.Application()
     app.router.add_get("/orders/{number}", order)
@@ -60,7 +68,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def start_shop(data: ShopData, port: int = 0, host: str = "127.0.0.1") -> tuple[web.AppRunner, str]:
+async def start_shop(
+    data: ShopData, port: int = 0, host: str = "127.0.0.1"
+) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(shop_app(data), access_log=None)
     await runner.setup()
     port = port or free_port()

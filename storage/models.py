@@ -157,11 +157,17 @@ class OutboxRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     lane: Mapped[str] = mapped_column(String(16))  # shopper | inbox
-    destination: Mapped[str] = mapped_column(String(32))  # adapter name: widget, telegram, slack, web
-    kind: Mapped[str] = mapped_column(String(16))  # send | state | open_thread | post | update | alert
+    destination: Mapped[str] = mapped_column(
+        String(32)
+    )  # adapter name: widget, telegram, slack, web
+    kind: Mapped[str] = mapped_column(
+        String(16)
+    )  # send | state | open_thread | post | update | alert
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|failed
+    status: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending|sending|sent|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -85,7 +85,9 @@ async def load_view(session: AsyncSession, conversation_id: int) -> Conversation
 
 
 async def find_by_thread(session: AsyncSession, thread_key: str) -> Conversation | None:
-    return await session.scalar(select(Conversation).where(Conversation.inbox_thread == thread_key).limit(1))
+    return await session.scalar(
+        select(Conversation).where(Conversation.inbox_thread == thread_key).limit(1)
+    )
 
 
 async def history(
@@ -179,7 +181,9 @@ async def set_tags(
         if tag not in current:
             session.add(ConversationTag(conversation_id=conv.id, tag=tag))
             session.add(
-                TagEvent(conversation_id=conv.id, tag=tag, action="add", actor=actor, sale=conv.sale)
+                TagEvent(
+                    conversation_id=conv.id, tag=tag, action="add", actor=actor, sale=conv.sale
+                )
             )
             current.add(tag)
             added.append(tag)
@@ -200,7 +204,9 @@ async def set_tags(
     return added, removed
 
 
-async def open_queue(session: AsyncSession, states: tuple[str, ...] = ("queued", "claimed")) -> list[ConversationView]:
+async def open_queue(
+    session: AsyncSession, states: tuple[str, ...] = ("queued", "claimed")
+) -> list[ConversationView]:
     rows = await session.scalars(
         select(Conversation)
         .where(Conversation.state.in_(states))

@@ -34,21 +34,41 @@ for _var in list(os.environ):
 SHOP = {
     "orders": {
         "FP-100234": {
-            "number": "FP-100234", "email": "ann@example.com", "status": "shipped",
-            "payment_status": "paid", "sale": None, "total": 89.0, "currency": "EUR",
+            "number": "FP-100234",
+            "email": "ann@example.com",
+            "status": "shipped",
+            "payment_status": "paid",
+            "sale": None,
+            "total": 89.0,
+            "currency": "EUR",
             "placed_at": "2026-11-20T10:00:00Z",
             "items": [{"sku": "RUN-1", "name": "Runner", "qty": 1, "stock": 4}],
         },
         "FP-100311": {
-            "number": "FP-100311", "email": "ann@example.com", "status": "pending",
-            "payment_status": "failed", "sale": "black-friday", "total": 59.0, "currency": "EUR",
+            "number": "FP-100311",
+            "email": "ann@example.com",
+            "status": "pending",
+            "payment_status": "failed",
+            "sale": "black-friday",
+            "total": 59.0,
+            "currency": "EUR",
             "placed_at": "2026-11-21T10:00:00Z",
             "items": [{"sku": "HOOD-1", "name": "Hoodie", "qty": 1, "stock": 2}],
         },
     },
     "customers": {
-        "ann@example.com": {"email": "ann@example.com", "tier": "regular", "lifetime_orders": 2, "lifetime_value": 148.0},
-        "vera@example.com": {"email": "vera@example.com", "tier": "vip", "lifetime_orders": 40, "lifetime_value": 5200.0},
+        "ann@example.com": {
+            "email": "ann@example.com",
+            "tier": "regular",
+            "lifetime_orders": 2,
+            "lifetime_value": 148.0,
+        },
+        "vera@example.com": {
+            "email": "vera@example.com",
+            "tier": "vip",
+            "lifetime_orders": 40,
+            "lifetime_value": 5200.0,
+        },
     },
 }
 
@@ -82,7 +102,9 @@ AppFactory = Callable[..., Awaitable[TestClient]]
 
 
 @pytest.fixture
-async def make_client(tmp_path: Path, shop: tuple[ShopData, str], store_config: StoreConfig) -> AsyncIterator[AppFactory]:
+async def make_client(
+    tmp_path: Path, shop: tuple[ShopData, str], store_config: StoreConfig
+) -> AsyncIterator[AppFactory]:
     """Start the whole service on a real port; call again with the same tmp_path to 'restart'."""
     clients: list[TestClient] = []
 
@@ -103,7 +125,9 @@ def services(client: TestClient) -> Services:
     return client.server.app[SERVICES]
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02) -> Any:
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10.0, interval: float = 0.02
+) -> Any:
     """Poll until `check` returns something truthy (or raise with the last value)."""
     deadline = time.monotonic() + timeout
     last: Any = None

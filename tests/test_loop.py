@@ -19,8 +19,11 @@ async def _start(client: TestClient, **body: Any) -> tuple[int, str]:
     return data["conversation_id"], data["token"]
 
 
-async def _next(ws: Any, want: str, role: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+async def _next(
+    ws: Any, want: str, role: str | None = None, timeout: float = 10.0
+) -> dict[str, Any]:
     """The next server frame of a type (and role), skipping others."""
+
     async def read() -> dict[str, Any]:
         while True:
             frame = await ws.receive_json()
@@ -35,7 +38,13 @@ async def test_question_answered_from_knowledge_with_source(make_client: Any) ->
     cid, token = await _start(client, email="ann@example.com", name="Ann")
     async with client.ws_connect(f"/api/conversations/{cid}/ws?token={token}") as ws:
         assert (await _next(ws, "state"))["state"] == "bot"
-        await ws.send_json({"type": "message", "text": "How long does delivery to Austria take?", "client_id": "c1"})
+        await ws.send_json(
+            {
+                "type": "message",
+                "text": "How long does delivery to Austria take?",
+                "client_id": "c1",
+            }
+        )
         echo = await _next(ws, "message", "shopper")
         assert echo["text"] == "How long does delivery to Austria take?"
         reply = await _next(ws, "message", "agent")
@@ -43,12 +52,16 @@ async def test_question_answered_from_knowledge_with_source(make_client: Any) ->
     assert "2–4 working days" in reply["text"]
 
 
-async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(make_client: Any, tmp_path: Any) -> None:
+async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(
+    make_client: Any, tmp_path: Any
+) -> None:
     client = await make_client()
     cid, token = await _start(client, email="ann@example.com", name="Ann")
     ws = await client.ws_connect(f"/api/conversations/{cid}/ws?token={token}")
     await _next(ws, "state")
-    await ws.send_json({"type": "message", "text": "Can I talk to a real person please?", "client_id": "c1"})
+    await ws.send_json(
+        {"type": "message", "text": "Can I talk to a real person please?", "client_id": "c1"}
+    )
     expectation = await _next(ws, "message", "agent")
     assert "minutes" in expectation["text"] or "person will reply" in expectation["text"]
     assert (await _next(ws, "state"))["state"] == "queued"
@@ -66,7 +79,11 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(make_client:
     await _next(ws, "message", "shopper")
 
     # A person replies from the inbox: it reaches the shopper's socket and claims the chat.
-    resp = await client.post(f"/inbox/api/conversations/{cid}/reply", json={"text": "Hi Ann, Maria here. How can I help?", "author": "Maria Lopez"}, headers=AUTH)
+    resp = await client.post(
+        f"/inbox/api/conversations/{cid}/reply",
+        json={"text": "Hi Ann, Maria here. How can I help?", "author": "Maria Lopez"},
+        headers=AUTH,
+    )
     assert resp.status == 200
     human = await _next(ws, "message", "human")
     assert human["text"] == "Hi Ann, Maria here. How can I help?"
@@ -74,13 +91,23 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(make_client:
     assert (await _next(ws, "state"))["state"] == "claimed"
 
     # An internal note never reaches the shopper.
-    await client.post(f"/inbox/api/conversations/{cid}/reply", json={"text": "; checking the gift order", "author": "Maria"}, headers=AUTH)
+    await client.post(
+        f"/inbox/api/conversations/{cid}/reply",
+        json={"text": "; checking the gift order", "author": "Maria"},
+        headers=AUTH,
+    )
 
     # Back to AI: the agent answers again.
-    resp = await client.post(f"/inbox/api/conversations/{cid}/command", json={"command": "bot", "author": "Maria"}, headers=AUTH)
+    resp = await client.post(
+        f"/inbox/api/conversations/{cid}/command",
+        json={"command": "bot", "author": "Maria"},
+        headers=AUTH,
+    )
     assert resp.status == 200
     assert (await _next(ws, "state"))["state"] == "bot"
-    await ws.send_json({"type": "message", "text": "How long does delivery to Germany take?", "client_id": "c3"})
+    await ws.send_json(
+        {"type": "message", "text": "How long does delivery to Germany take?", "client_id": "c3"}
+    )
     answer = await _next(ws, "message", "agent")
     assert answer["sources"] == ["shipping.md"]
     await ws.close()
@@ -89,11 +116,23 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(make_client:
     await services(client).worker.drain()
     await client.close()
     client2 = await make_client()
-    again = await client2.post(f"/api/conversations/{cid}/messages?token={token}", json={"text": "How long does delivery to Germany take?", "client_id": "c3"})
+    again = await client2.post(
+        f"/api/conversations/{cid}/messages?token={token}",
+        json={"text": "How long does delivery to Germany take?", "client_id": "c3"},
+    )
     assert again.status == 200  # same client_id: the same message, not a new one
-    history = (await (await client2.get(f"/api/conversations/{cid}/messages?token={token}")).json())["messages"]
+    history = (
+        await (await client2.get(f"/api/conversations/{cid}/messages?token={token}")).json()
+    )["messages"]
     texts = [(m["role"], m["text"]) for m in history]
-    assert sum(1 for r, t in texts if r == "shopper" and t.startswith("How long does delivery to Germany")) == 1
+    assert (
+        sum(
+            1
+            for r, t in texts
+            if r == "shopper" and t.startswith("How long does delivery to Germany")
+        )
+        == 1
+    )
     assert ("note", "checking the gift order") not in texts and all(r != "note" for r, _ in texts)
     assert [r for r, _ in texts].count("human") == 1
 
@@ -103,7 +142,9 @@ async def test_message_stored_before_restart_is_answered_after_it(make_client: A
     cid, token = await _start(client, email="ann@example.com")
     svc = services(client)
     # Simulate a crash between intake and the agent's turn: store without processing.
-    await svc.core.shopper_message(cid, "What payment methods do you accept?", source="widget", platform_id="x1", answer=False)
+    await svc.core.shopper_message(
+        cid, "What payment methods do you accept?", source="widget", platform_id="x1", answer=False
+    )
     async with svc.core.sessions() as s, s.begin():
         from sqlalchemy import update
 
@@ -124,7 +165,10 @@ async def test_message_stored_before_restart_is_answered_after_it(make_client: A
 async def test_wrong_token_is_forbidden_and_reveals_nothing(make_client: Any) -> None:
     client = await make_client()
     cid, token = await _start(client)
-    for path in (f"/api/conversations/{cid}/messages?token=nope", f"/api/conversations/{cid + 999}/messages?token={token}"):
+    for path in (
+        f"/api/conversations/{cid}/messages?token=nope",
+        f"/api/conversations/{cid + 999}/messages?token={token}",
+    ):
         resp = await client.get(path)
         assert resp.status == 403
         assert await resp.json() == {"error": "forbidden"}
@@ -159,15 +203,22 @@ async def test_bad_input_gets_clear_errors(make_client: Any) -> None:
 async def test_inbox_requires_token(make_client: Any) -> None:
     client = await make_client()
     assert (await client.get("/inbox/api/conversations")).status == 401
-    assert (await client.get("/inbox/api/conversations", headers={"Authorization": "Bearer wrong"})).status == 401
+    assert (
+        await client.get("/inbox/api/conversations", headers={"Authorization": "Bearer wrong"})
+    ).status == 401
     assert (await client.get("/inbox")).status == 200  # the page itself, which asks for the token
 
 
 async def test_card_numbers_are_masked_before_storage(make_client: Any) -> None:
     client = await make_client()
     cid, token = await _start(client)
-    await client.post(f"/api/conversations/{cid}/messages?token={token}", json={"text": "my card 4111 1111 1111 1111 was charged twice", "client_id": "m"})
-    history = (await (await client.get(f"/api/conversations/{cid}/messages?token={token}")).json())["messages"]
+    await client.post(
+        f"/api/conversations/{cid}/messages?token={token}",
+        json={"text": "my card 4111 1111 1111 1111 was charged twice", "client_id": "m"},
+    )
+    history = (await (await client.get(f"/api/conversations/{cid}/messages?token={token}")).json())[
+        "messages"
+    ]
     assert "4111 1111 1111 1111" not in history[0]["text"]
     assert "[card ending 1111]" in history[0]["text"]
 
