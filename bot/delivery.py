@@ -5,6 +5,7 @@ rows left 'sending' by a dead process go back to 'pending' when their lease runs
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -297,7 +298,10 @@ class DeliveryWorker:
                 assert message is not None
                 return await channel.send(conv, message)
             if kind == "state":
-                await channel.state(conv)
+                # Each change is announced as it was, even if later ones are already committed.
+                await channel.state(
+                    dataclasses.replace(conv, state=payload.get("state", conv.state))
+                )
                 return None
             raise DeliveryError(f"unknown shopper kind {kind}", permanent=True)
 

@@ -1,0 +1,91 @@
+"""In-memory fakes of the ports, for fast tests of the core: push a message in, pop what went out."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.ports import ConversationView, DeliveryError, Handoff, MessageView, Turn
+
+
+@dataclass
+class ScriptedAgent:
+    """Answers with a fixed reply, or hands off when the shopper's text contains a trigger."""
+
+    handoff_on: str = "person"
+    replies: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+
+    async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
+        text = [m for m in history if m.role == "shopper"][-1].text
+        self.seen.append(text)
+        if self.handoff_on in text:
+            return Turn(
+                reply="A person will reply soon.",
+                handoff=Handoff(tags=["human-requested"], reason="asked", priority=1),
+            )
+        reply = f"echo: {text}"
+        self.replies.append(reply)
+        return Turn(reply=reply)
+
+
+@dataclass
+class FakeChannel:
+    """A shopper channel that records what it sent and fails on demand."""
+
+    name: str = "widget"
+    sent: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    states: list[tuple[int, str]] = field(default_factory=list)
+    failures: deque[DeliveryError] = field(default_factory=deque)
+
+    async def send(
+        self, conversation: ConversationView, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if self.failures:
+            raise self.failures.popleft()
+        self.sent.append((conversation.id, message))
+        return None
+
+    async def state(self, conversation: ConversationView) -> None:
+        self.states.append((conversation.id, conversation.state))
+
+    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+        return [f"fake-chat:{conversation.id}"] if conversation else []
+
+    def texts(self, conversation_id: int) -> list[str]:
+        return [m["text"] for cid, m in self.sent if cid == conversation_id]
+
+
+@dataclass
+class FakeInbox:
+    name: str = "web"
+    threads: dict[int, list[str]] = field(default_factory=dict)
+    updates: list[tuple[int, str, str | None]] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    failures: deque[Exception] = field(default_factory=deque)
+
+    async def open_thread(
+        self, conversation: ConversationView, history: list[MessageView], context: dict[str, Any]
+    ) -> dict[str, Any]:
+        if self.failures:
+            raise self.failures.popleft()
+        self.threads[conversation.id] = [f"{m.role}: {m.text}" for m in history]
+        return {"thread_key": f"T:{conversation.id}"}
+
+    async def post(
+        self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if self.failures:
+            raise self.failures.popleft()
+        self.threads[conversation.id].append(f"{message['role']}: {message['text']}")
+        return None
+
+    async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
+        self.updates.append((conversation.id, conversation.state, conversation.owner))
+
+    async def alert(self, text: str) -> None:
+        self.alerts.append(text)
+
+    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+        return ["fake-inbox:all"]
