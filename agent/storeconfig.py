@@ -260,6 +260,19 @@ class Store(Strict):
     reminder_mention: str | None = None
 
 
+class Alerts(Strict):
+    """Spike alerts per tag (see bot/spikes.py for the test)."""
+
+    enabled: bool = True
+    window_minutes: int = Field(default=30, gt=0)
+    baseline_windows: int = Field(default=48, gt=0)
+    min_count: int = Field(default=5, ge=1)
+    min_ratio: float = Field(default=2.0, ge=1)
+    alpha: float = Field(default=0.001, gt=0, lt=1)
+    cooldown_minutes: int = Field(default=120, ge=0)
+    check_seconds: float = Field(default=60, gt=0)
+
+
 class Knowledge(Strict):
     dir: str = "knowledge"
     min_confidence: float = Field(default=0.33, ge=0, le=1)
@@ -269,6 +282,7 @@ class StoreConfig(Strict):
     store: Store = Field(default_factory=Store)
     messages: Messages = Field(default_factory=Messages)
     knowledge: Knowledge = Field(default_factory=Knowledge)
+    alerts: Alerts = Field(default_factory=Alerts)
     entities: dict[str, Entity] = Field(default_factory=dict)
     actions: dict[str, Action] = Field(default_factory=dict)
     tags: dict[str, Tag] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ from agent.storeconfig import StoreConfig
 from bot.core import Core, CoreMessages
 from bot.delivery import DeliveryWorker
 from bot.live import LiveHub
+from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.ports import Agent, Inbox, ShopperChannel
 from bot.settings import Settings
@@ -106,6 +107,7 @@ def build_app(
 
             agent = build_llm_agent(settings, config, knowledge, actions, fallback=agent)
 
+        metrics = Metrics()
         pacer = Pacer()
         channels: dict[str, ShopperChannel] = {}
         inboxes: dict[str, Inbox] = {}
@@ -132,6 +134,7 @@ def build_app(
             mask_patterns=list(config.mask_patterns),
             max_text=settings.max_message_chars,
             display_name=display_name_factory(config),
+            metrics=metrics,
         )
         worker = DeliveryWorker(
             sessions,
@@ -149,7 +152,30 @@ def build_app(
         services = Services(
             settings, config, core, worker, live, knowledge, agent, channels, inboxes, token
         )
+        services.extras["metrics"] = metrics
         app[SERVICES] = services
+        monitor = None
+        if config.alerts.enabled:
+            from datetime import timedelta
+
+            from bot.spikes import SpikeConfig, SpikeMonitor
+
+            a = config.alerts
+            monitor = SpikeMonitor(
+                sessions,
+                core.enqueue_alert,
+                SpikeConfig(
+                    timedelta(minutes=a.window_minutes),
+                    a.baseline_windows,
+                    a.min_count,
+                    a.min_ratio,
+                    a.alpha,
+                    timedelta(minutes=a.cooldown_minutes),
+                ),
+                interval=a.check_seconds,
+                inbox_url=f"{settings.public_url.rstrip('/')}/inbox" if settings.public_url else "",
+            )
+            services.extras["spikes"] = monitor
 
         for hook in app.get(BRIDGE_SETUP, []):
             await hook(app, services)
@@ -157,6 +183,8 @@ def build_app(
         await worker.recover_all()
         worker.start()
         resumed = await core.resume()
+        if monitor is not None:
+            monitor.start()
         log.info(
             "started",
             extra={"resumed": resumed, "inbox": core.inbox_name, "channels": sorted(channels)},
@@ -164,6 +192,8 @@ def build_app(
         try:
             yield
         finally:
+            if monitor is not None:
+                await monitor.stop()
             for hook in app.get(BRIDGE_TEARDOWN, []):
                 await hook(app, services)
             await worker.stop()
@@ -194,7 +224,13 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
             {"ok": True, "outbox_pending": pending, "inbox": services.core.inbox_name}
         )
 
+    async def metrics(request: web.Request) -> web.Response:
+        services = request.app[SERVICES]
+        body = await services.extras["metrics"].render(services.core.sessions)
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     tags = [
         {"name": n, "description": t.description, "emoji": t.emoji, "color": t.color}
         for n, t in config.tags.items()

@@ -180,6 +180,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    from bot.analytics import compute_stats, parse_duration, render_table
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import utcnow
+
+    settings = Settings()
+    try:
+        since = parse_duration(args.since)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
+    async def go() -> Any:
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine)() as s:
+                return await compute_stats(s, utcnow() - since, tag=args.tag)
+        finally:
+            await engine.dispose()
+
+    st = asyncio.run(go())
+    print(json.dumps(st.as_json(), indent=2) if args.json else render_table(st))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="handoff", description="AI shopper support that hands hard chats to people."
@@ -218,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--llm", action="store_true", help="evaluate the LLM agent (OPENAI_* settings)")
     p.add_argument("--quiet", action="store_true", help="no transcripts")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("stats", help="tag counts, handoff rate, reply and resolution times")
+    p.add_argument("--since", default="24h", help="window, e.g. 30m, 24h, 7d (default 24h)")
+    p.add_argument("--tag", help="only this tag")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
     try:
         from bridges.telegram.cli import add_telegram_commands
     except ImportError:

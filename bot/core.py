@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.live import LiveHub
 from bot.masking import mask_sensitive
+from bot.metrics import Metrics
 from bot.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from storage import repo
 from storage.models import Conversation, Message, OutboxRow, utcnow
@@ -77,6 +78,7 @@ class Core:
     agent_timeout: float = 60.0
     display_name: Callable[[str], str] = lambda author: author
     on_outbox: Callable[[], None] = lambda: None
+    metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -221,6 +223,7 @@ class Core:
                 repo.touch(conv)
                 view = repo.message_view(msg)
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
+        self.metrics.messages_in.labels(source, "shopper").inc()
         self._changed(conversation_id)
         if answer:
             self.schedule(conversation_id)
@@ -326,6 +329,10 @@ class Core:
             )
         if not turn.latency_ms:
             turn.latency_ms = int((time.monotonic() - started) * 1000)
+        self.metrics.agent_latency.observe(turn.latency_ms / 1000)
+        if turn.tokens_in or turn.tokens_out:
+            self.metrics.agent_tokens.labels("in").inc(turn.tokens_in)
+            self.metrics.agent_tokens.labels("out").inc(turn.tokens_out)
         await self._apply_turn(conversation_id, msg_id, turn)
         return True
 
@@ -379,6 +386,8 @@ class Core:
         conv.handed_off_at = utcnow()
         await repo.add_state_event(s, conv, "state", old, "queued", "agent", h.reason)
         await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
+        for tag in dict.fromkeys(h.tags):
+            self.metrics.handoffs.labels(tag).inc()
         await s.flush()
         last = await s.scalar(
             select(Message.id)
@@ -455,6 +464,7 @@ class Core:
                     if not await repo.mark_processed(s, source, f"msg:{platform_id}"):
                         return None
                 role = "note" if is_note else "human"
+                self.metrics.messages_in.labels(source, role).inc()
                 msg = await self._add_message(
                     s,
                     conv,
@@ -651,6 +661,23 @@ class Core:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
             self._enqueue(s, conv, "inbox", "post", {"text": text})
         self.on_outbox()
+
+    async def rate(self, conversation_id: int, score: int, channel: str) -> None:
+        """A shopper's one-tap rating, taken only once the conversation has been resolved."""
+        from storage.models import Rating, StateEvent
+
+        if score not in (1, -1):
+            raise CoreError("A rating is 1 (thumbs up) or -1 (thumbs down).")
+        async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id)
+            if conv is None:
+                raise UnknownConversation(f"No conversation #{conversation_id}.")
+            resolved = await s.scalar(
+                select(StateEvent.id).where(StateEvent.conversation_id == conversation_id, StateEvent.new == "resolved").limit(1)
+            )
+            if resolved is None:
+                raise CoreError("Ratings are asked for after a conversation is resolved.")
+            s.add(Rating(conversation_id=conversation_id, score=score, channel=channel))
 
     async def enqueue_alert(self, text: str) -> None:
         async with self.sessions() as s, s.begin():

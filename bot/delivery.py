@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from bot.live import LiveHub
+from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
 from storage import repo
@@ -54,7 +55,9 @@ class DeliveryWorker:
         max_attempts: int = 25,
         max_in_flight: int = 64,
         batch: int = 500,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.sessions = sessions
         self.channels = channels
         self.inboxes = inboxes
@@ -205,7 +208,7 @@ class DeliveryWorker:
         try:
             result = await self._dispatch(kind, lane, dest, conv_id, payload)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
-            await self._failed(row_id, keys, exc)
+            await self._failed(row_id, keys, exc, dest)
             return
         async with self.sessions() as s, s.begin():
             row = await s.get(OutboxRow, row_id)
@@ -215,23 +218,29 @@ class DeliveryWorker:
             row.result = repo.json_safe(result) if result else None
             row.last_error = None
         self.stats.sent += 1
-        self.stats.latencies_ms.append((utcnow() - created).total_seconds() * 1000)
+        latency = (utcnow() - created).total_seconds()
+        self.stats.latencies_ms.append(latency * 1000)
+        self.metrics.messages_out.labels(dest, kind).inc()
+        self.metrics.delivery_latency.labels(dest).observe(latency)
         log.debug(
             "sent %s/%s row %s in %.0f ms", lane, kind, row_id, (time.monotonic() - t0) * 1000
         )
 
-    async def _failed(self, row_id: int, keys: list[str], exc: Exception) -> None:
+    async def _failed(self, row_id: int, keys: list[str], exc: Exception, dest: str = "") -> None:
         retry_after = getattr(exc, "retry_after", None)
         permanent = bool(getattr(exc, "permanent", False))
         blocked = bool(getattr(exc, "blocked", False))
         if retry_after:
             self.stats.rate_limited += 1
             self.pacer.block(keys, float(retry_after))
+            self.metrics.rate_limited.labels(dest).inc()
         async with self.sessions() as s, s.begin():
             row = await s.get(OutboxRow, row_id)
             assert row is not None
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if permanent or row.attempts >= self.max_attempts:
+            final = permanent or row.attempts >= self.max_attempts
+            self.metrics.delivery_failures.labels(dest, "yes" if final else "no").inc()
+            if final:
                 row.status = "failed"
                 self.stats.failed += 1
                 log.warning("outbox row %s failed for good: %s", row_id, row.last_error)

@@ -185,3 +185,27 @@ class ProcessedId(Base):
     source: Mapped[str] = mapped_column(String(32), primary_key=True)
     platform_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Rating(Base):
+    """A shopper's one-tap rating after a conversation is resolved (CSAT)."""
+
+    __tablename__ = "ratings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    score: Mapped[int] = mapped_column(Integer)  # 1 = thumbs up, -1 = thumbs down
+    channel: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AlertLog(Base):
+    """Spike alerts raised, so a cool-down holds across restarts and instances."""
+
+    __tablename__ = "alert_log"
+    __table_args__ = (Index("ix_alert_log_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -92,6 +92,8 @@ class WebInboxRoutes:
         app.router.add_post("/inbox/api/conversations/{id}/reply", self.reply)
         app.router.add_post("/inbox/api/conversations/{id}/command", self.command)
         app.router.add_get("/inbox/api/tags", self.tag_list)
+        app.router.add_get("/inbox/api/stats", self.stats)
+        app.router.add_get("/inbox/stats", self.stats_page)
         app.router.add_get("/inbox/ws", self.websocket)
 
     def _authorized(self, request: web.Request) -> bool:
@@ -105,6 +107,29 @@ class WebInboxRoutes:
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "inbox.html", headers={"Content-Type": "text/html; charset=utf-8"})
+
+    async def stats_page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "stats.html", headers={"Content-Type": "text/html; charset=utf-8"})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """Counts and timings for the stats page: `since` (24h), `bucket` (1h), optional `tag`."""
+        from bot.analytics import compute_stats, parse_duration, tag_series
+        from storage.models import utcnow
+
+        self._check(request)
+        try:
+            since = parse_duration(request.query.get("since", "24h"))
+            bucket = parse_duration(request.query.get("bucket", "1h"))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if since / bucket > 500:
+            return web.json_response({"error": "too many buckets: use a larger bucket"}, status=400)
+        tag = request.query.get("tag") or None
+        until = utcnow()
+        async with self.core.sessions() as s:
+            st = await compute_stats(s, until - since, until, tag)
+            series = await tag_series(s, until - since, until, bucket, tag)
+        return web.json_response({"stats": st.as_json(), "series": series})
 
     async def tag_list(self, request: web.Request) -> web.Response:
         self._check(request)

@@ -60,6 +60,7 @@ class WidgetRoutes:
         app.router.add_get("/api/conversations/{id}/messages", self.messages)
         app.router.add_post("/api/conversations/{id}/messages", self.post_message)
         app.router.add_get("/api/conversations/{id}/ws", self.websocket)
+        app.router.add_post("/api/conversations/{id}/rating", self.rating)
 
     async def demo_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "demo.html", headers={"Content-Type": "text/html; charset=utf-8"})
@@ -124,6 +125,15 @@ class WidgetRoutes:
         cid = await self._auth(request)
         data = await self._json(request)
         return await self._take(cid, data, as_http=True)  # type: ignore[return-value]
+
+    async def rating(self, request: web.Request) -> web.Response:
+        cid = await self._auth(request)
+        data = await self._json(request)
+        try:
+            await self.core.rate(cid, int(data.get("score", 0)), "widget")
+        except (CoreError, ValueError, TypeError) as exc:
+            return _error(400, str(exc) if isinstance(exc, CoreError) else "score must be 1 or -1")
+        return web.json_response({"ok": True})
 
     async def _take(self, cid: int, data: dict[str, Any], *, as_http: bool) -> web.Response | dict[str, Any]:
         text = data.get("text")
