@@ -6,6 +6,7 @@ tests run) without touching a platform SDK."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -25,7 +26,7 @@ from bot.metrics import Metrics
 from bot.pacing import Pacer
 from bot.ports import Agent, Inbox, ShopperChannel
 from bot.settings import Settings
-from storage.db import make_engine, make_sessionmaker
+from storage.db import is_sqlite, make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 
 log = logging.getLogger("handoff.app")
@@ -135,6 +136,7 @@ def build_app(
             max_text=settings.max_message_chars,
             display_name=display_name_factory(config),
             metrics=metrics,
+            lease_seconds=settings.processing_lease_seconds,
         )
         worker = DeliveryWorker(
             sessions,
@@ -143,6 +145,7 @@ def build_app(
             pacer=pacer,
             live=live,
             poll_seconds=settings.delivery_poll_seconds,
+            lease_seconds=settings.delivery_lease_seconds,
         )
         core.on_outbox = worker.kick
         core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]
@@ -180,9 +183,20 @@ def build_app(
         for hook in app.get(BRIDGE_SETUP, []):
             await hook(app, services)
 
-        await worker.recover_all()
+        fanout = None
+        sweeper = None
+        if is_sqlite(engine):
+            await worker.recover_all()  # one process owns a SQLite file: every claim is orphaned
+        else:
+            core.multi_instance = True
+            await worker.recover()
+            from bot.fanout import PgFanout, asyncpg_dsn
+
+            fanout = PgFanout(asyncpg_dsn(settings.database_url), live)
+            await fanout.start()
         worker.start()
         resumed = await core.resume()
+        sweeper = asyncio.create_task(core.sweep_forever(settings.sweep_seconds))
         if monitor is not None:
             monitor.start()
         log.info(
@@ -196,8 +210,11 @@ def build_app(
                 await monitor.stop()
             for hook in app.get(BRIDGE_TEARDOWN, []):
                 await hook(app, services)
+            sweeper.cancel()
             await worker.stop()
             await core.close()
+            if fanout is not None:
+                await fanout.stop()
             await actions.close()
             await engine.dispose()
 
@@ -227,7 +244,9 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
     async def metrics(request: web.Request) -> web.Response:
         services = request.app[SERVICES]
         body = await services.extras["metrics"].render(services.core.sessions)
-        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(
+            body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+        )
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

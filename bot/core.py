@@ -12,9 +12,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -79,6 +80,11 @@ class Core:
     display_name: Callable[[str], str] = lambda author: author
     on_outbox: Callable[[], None] = lambda: None
     metrics: Metrics = field(default_factory=Metrics)
+    # With several instances on one database, a conversation's turns are taken under a lease so
+    # two instances never run the agent on one conversation at once.
+    multi_instance: bool = False
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    lease_seconds: float = 120.0
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -246,8 +252,16 @@ class Core:
             while True:
                 self._again.discard(conversation_id)
                 try:
-                    while await self._process_next(conversation_id):
-                        pass
+                    if await self._acquire(conversation_id):
+                        try:
+                            while await self._process_next(conversation_id):
+                                await self._acquire(conversation_id)  # renew
+                        finally:
+                            await self._release(conversation_id)
+                    elif await self._has_unhandled(conversation_id):
+                        # Another instance holds it; it may finish before seeing this message.
+                        await asyncio.sleep(0.2)
+                        self._again.add(conversation_id)
                 except Exception:
                     log.exception("processing conversation %s failed", conversation_id)
                     await asyncio.sleep(1.0)
@@ -256,6 +270,63 @@ class Core:
                     break
         finally:
             self._running.discard(conversation_id)
+
+    async def _acquire(self, conversation_id: int) -> bool:
+        if not self.multi_instance:
+            return True
+        now = utcnow()
+        async with self.sessions() as s, s.begin():
+            res = await s.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id,
+                    or_(
+                        Conversation.lease_owner.is_(None),
+                        Conversation.lease_owner == self.instance_id,
+                        Conversation.lease_until < now,
+                    ),
+                )
+                .values(
+                    lease_owner=self.instance_id,
+                    lease_until=now + timedelta(seconds=self.lease_seconds),
+                )
+            )
+            return res.rowcount == 1
+
+    async def _release(self, conversation_id: int) -> None:
+        if not self.multi_instance:
+            return
+        async with self.sessions() as s, s.begin():
+            await s.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == conversation_id, Conversation.lease_owner == self.instance_id
+                )
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def _has_unhandled(self, conversation_id: int) -> bool:
+        async with self.sessions() as s:
+            return (
+                await s.scalar(
+                    select(Message.id)
+                    .where(
+                        Message.conversation_id == conversation_id,
+                        Message.role == "shopper",
+                        Message.handled.is_(False),
+                    )
+                    .limit(1)
+                )
+            ) is not None
+
+    async def sweep_forever(self, interval: float = 5.0) -> None:
+        """Take up messages nobody is processing (another instance died holding them)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.resume()
+            except Exception:
+                log.exception("sweep failed")
 
     async def resume(self) -> int:
         """After a restart: take up every shopper message that was stored but not yet handled."""
@@ -422,8 +493,8 @@ class Core:
 
     async def _relay_to_inbox(self, conversation_id: int, msg_id: int) -> None:
         async with self.sessions() as s, s.begin():
+            conv = await s.get(Conversation, conversation_id, with_for_update=True)
             msg = await s.get(Message, msg_id)
-            conv = await s.get(Conversation, conversation_id)
             assert msg is not None and conv is not None
             if msg.handled:
                 return
@@ -673,7 +744,9 @@ class Core:
             if conv is None:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
             resolved = await s.scalar(
-                select(StateEvent.id).where(StateEvent.conversation_id == conversation_id, StateEvent.new == "resolved").limit(1)
+                select(StateEvent.id)
+                .where(StateEvent.conversation_id == conversation_id, StateEvent.new == "resolved")
+                .limit(1)
             )
             if resolved is None:
                 raise CoreError("Ratings are asked for after a conversation is resolved.")

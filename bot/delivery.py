@@ -51,7 +51,7 @@ class DeliveryWorker:
         pacer: Pacer | None = None,
         live: LiveHub | None = None,
         poll_seconds: float = 0.5,
-        lease_seconds: float = 120.0,
+        lease_seconds: float = 60.0,
         max_attempts: int = 25,
         max_in_flight: int = 64,
         batch: int = 500,
@@ -107,7 +107,14 @@ class DeliveryWorker:
             return res.rowcount or 0
 
     async def run(self) -> None:
+        last_recover = time.monotonic()
         while not self._stopped:
+            if time.monotonic() - last_recover > self.lease_seconds / 4:
+                last_recover = time.monotonic()
+                try:
+                    await self.recover()
+                except Exception:
+                    log.exception("lease recovery failed")
             try:
                 wait = await self.tick()
             except Exception:
@@ -195,12 +202,21 @@ class DeliveryWorker:
 
     async def _deliver_one(self, row_id: int, keys: list[str]) -> None:
         async with self.sessions() as s, s.begin():
-            row = await s.get(OutboxRow, row_id)
-            if row is None or row.status != "pending":
+            # Claim with one compare-and-set: of several workers (instances) that saw this row
+            # as due, exactly one moves it to 'sending'; the lease frees it if that one dies.
+            claimed = await s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id, OutboxRow.status == "pending")
+                .values(
+                    status="sending",
+                    lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
+                    attempts=OutboxRow.attempts + 1,
+                )
+            )
+            if claimed.rowcount != 1:
                 return
-            row.status = "sending"
-            row.lease_until = utcnow() + timedelta(seconds=self.lease_seconds)
-            row.attempts += 1
+            row = await s.get(OutboxRow, row_id)
+            assert row is not None
             payload = dict(row.payload or {})
             kind, lane, dest, conv_id = row.kind, row.lane, row.destination, row.conversation_id
             created = row.created_at

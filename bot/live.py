@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 
@@ -17,8 +17,15 @@ class LiveHub:
     def __init__(self, queue_size: int = 256) -> None:
         self._subs: dict[str, set[asyncio.Queue[dict[str, Any]]]] = defaultdict(set)
         self._queue_size = queue_size
+        # Set by a fan-out (PostgreSQL LISTEN/NOTIFY) so other instances' sockets get it too.
+        self.relay: Callable[[str, dict[str, Any]], None] | None = None
 
     def publish(self, topic: str, event: dict[str, Any]) -> int:
+        if self.relay is not None:
+            self.relay(topic, event)
+        return self.deliver_local(topic, event)
+
+    def deliver_local(self, topic: str, event: dict[str, Any]) -> int:
         delivered = 0
         for q in list(self._subs.get(topic, ())):
             try:

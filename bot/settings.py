@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     max_message_chars: int = Field(default=4000, ge=1)
     delivery_poll_seconds: float = 0.5
+    delivery_lease_seconds: float = 60.0
+    processing_lease_seconds: float = 120.0
+    sweep_seconds: float = 5.0
 
     @property
     def slack_enabled(self) -> bool:

@@ -83,6 +83,9 @@ class Conversation(Base):
     # replies in a thread back to their conversation with an index, not a JSON scan.
     inbox_thread: Mapped[str | None] = mapped_column(String(128), index=True)
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Which instance is running this conversation's turns, until when (several instances).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     handed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

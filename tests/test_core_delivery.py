@@ -55,7 +55,8 @@ class Rig:
         self.engine = make_engine(self.url)
         self.sessions = make_sessionmaker(self.engine)
         self.live = LiveHub()
-        self.core = Core(sessions=self.sessions, agent=self.agent, live=self.live)
+        self.core = Core(sessions=self.sessions, agent=self.agent, live=self.live,
+                         multi_instance=self.url.startswith("postgresql"))
         self.pacer = Pacer()
         self.worker = DeliveryWorker(
             self.sessions,
