@@ -107,7 +107,12 @@ class OfflineAgent:
     def decide(self, state: TurnState) -> Turn | None:
         """The rules' verdict: a handoff, a question the rules need answered first, or None."""
         turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
-        failed = [a for a in state.actions_run if a["status"] == "error"]
+        # A failed order lookup leaves the shopper's question open: hand off. A failed tier
+        # lookup only costs the routing hint, so the agent carries on.
+        failed = [
+            a for a in state.actions_run
+            if a["status"] == "error" and self.config.actions[a["action"]].fact == "orders"
+        ]
         if failed:
             state.mem["lookup_failed"] = True
             self._handoff(

@@ -213,19 +213,20 @@ class Core:
                 )
                 s.add(msg)
                 try:
-                    await s.flush()
+                    async with s.begin_nested():
+                        await s.flush()
                 except IntegrityError:
-                    await s.rollback()
-                    async with self.sessions() as s2:
-                        existing = await s2.scalar(
-                            select(Message).where(
-                                Message.conversation_id == conversation_id,
-                                Message.source == source,
-                                Message.platform_id == platform_id,
-                            )
+                    # The same platform id raced in on another request: that one is the message.
+                    s.expunge(msg)
+                    existing = await s.scalar(
+                        select(Message).where(
+                            Message.conversation_id == conversation_id,
+                            Message.source == source,
+                            Message.platform_id == platform_id,
                         )
-                        assert existing is not None
-                        return repo.message_view(existing), False
+                    )
+                    assert existing is not None
+                    return repo.message_view(existing), False
                 repo.touch(conv)
                 view = repo.message_view(msg)
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})

@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from bot.live import LiveHub
 from bot.metrics import Metrics
 from bot.pacing import Pacer
-from bot.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
+from bot.ports import DeliveryError, Inbox, ShopperChannel
 from storage import repo
 from storage.models import Conversation, Message, OutboxRow, utcnow
 
@@ -152,24 +152,25 @@ class DeliveryWorker:
                     .limit(self.batch)
                 )
             )
-            convs: dict[int, ConversationView] = {}
+            # Only rows that can start now need their conversation (for rate keys): rows whose
+            # lane is busy or whose retry is not due are skipped before any further query.
+            candidates = []
+            next_wait = self.poll_seconds
             for row in rows:
-                if row.conversation_id is not None and row.conversation_id not in convs:
-                    view = await repo.load_view(s, row.conversation_id)
-                    if view is not None:
-                        convs[row.conversation_id] = view
-        next_wait = self.poll_seconds
+                lane_key = (
+                    row.conversation_id if row.conversation_id is not None else f"a{row.id}",
+                    row.lane,
+                )
+                if lane_key in self._in_flight:
+                    continue
+                if row.next_attempt_at > now:
+                    next_wait = min(next_wait, (row.next_attempt_at - now).total_seconds())
+                    continue
+                candidates.append((row, lane_key))
+            ids = {r.conversation_id for r, _ in candidates if r.conversation_id is not None}
+            convs = await repo.load_views(s, ids) if ids else {}
         started = 0
-        for row in rows:
-            lane_key = (
-                row.conversation_id if row.conversation_id is not None else f"a{row.id}",
-                row.lane,
-            )
-            if lane_key in self._in_flight:
-                continue
-            if row.next_attempt_at > now:
-                next_wait = min(next_wait, (row.next_attempt_at - now).total_seconds())
-                continue
+        for row, lane_key in candidates:
             conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
             adapter = self._adapter(row)
             keys = adapter.rate_keys(conv) if adapter is not None else []

@@ -10,6 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
+        # One connection: SQLite has one writer anyway, and several connections contending for
+        # its lock wait in SQLite's busy handler (sleeps of up to 100 ms), which under a burst
+        # costs far more than queueing for a single connection whose statements take microseconds.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", 60)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine.sync_engine, "connect")

@@ -1,0 +1,422 @@
+"""Flash-sale load and fault benchmark (not part of the test suite).
+
+Starts the service as a separate process (SQLite by default; PostgreSQL when DATABASE_URL says so,
+with --instances 2 for two processes), a sample shop API, and (when the Slack bridge is installed)
+a fake Slack Web API enforcing a per-channel posting rate with 429 + Retry-After. Then N shoppers
+open WebSockets and chat in a realistic mix: questions the knowledge answers, order lookups, and a
+share that hands off; people answer handed-off chats (signed Slack events into /slack/events, or
+the web inbox API without Slack). In the same run, a bare aiohttp WebSocket echo server with the
+same clients gives the baseline; the service's figures are reported as ratios of it.
+
+    .venv/bin/python bench/flash_sale.py --shoppers 500 --messages 4
+    .venv/bin/python bench/flash_sale.py --fault kill      # kill -9 mid-burst, restart
+    .venv/bin/python bench/flash_sale.py --fault slack-500 # Slack answers 500 for 30 s
+    .venv/bin/python bench/flash_sale.py --fault shop-timeout
+    .venv/bin/python bench/flash_sale.py --fault flood     # oversized and malformed frames
+
+Every run ends with exactly-once counts: each shopper message in its inbox thread once, each human
+reply at the shopper once, each agent answer received once."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.shop_server import ShopData, free_port, start_shop  # noqa: E402
+
+QUESTIONS = [
+    "How long does delivery to Austria take?",
+    "What payment methods do you accept?",
+    "How long do I have to return shoes?",
+    "When does the next drop start?",
+    "My foot is 27.5 cm, which size should I take?",
+]
+HANDOFF = "Can I talk to a person please?"
+ORDER_Q = "Where is my order {number}?"
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    data = sorted(values)
+    k = (len(data) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (k - lo)
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+async def echo_app() -> web.Application:
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                await sock.send_json({"type": "message", "role": "shopper", "text": data["text"], "id": 0})
+                await sock.send_json({"type": "message", "role": "agent", "text": data["text"], "id": 0})
+        return sock
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    return app
+
+
+def run_echo_server(port: int) -> None:
+    web.run_app(echo_app(), host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# ---------------------------------------------------------------------------- service
+
+
+@dataclass
+class Service:
+    port: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "run", "--port", str(self.port)],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+            stderr=open(self.env.get("BENCH_LOG", os.devnull), "ab"),  # noqa: SIM115
+        )
+
+    async def ready(self, http: aiohttp.ClientSession) -> None:
+        for _ in range(300):
+            try:
+                async with http.get(self.base + "/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("service did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@dataclass
+class Shopper:
+    cid: int
+    token: str
+    base: str
+    sent: dict[str, float] = field(default_factory=dict)  # client_id -> send time
+    latencies: list[float] = field(default_factory=list)
+    agent_ids: list[int] = field(default_factory=list)
+    human_ids: list[int] = field(default_factory=list)
+    handed_off: bool = False
+    errors: int = 0
+
+
+@dataclass
+class Results:
+    label: str
+    messages: int = 0
+    seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+async def run_echo_clients(port: int, shoppers: int, messages: int) -> Results:
+    res = Results("echo baseline")
+    async with aiohttp.ClientSession() as http:
+        socks = [await http.ws_connect(f"http://127.0.0.1:{port}/ws") for _ in range(shoppers)]
+
+        async def one(ws: Any) -> None:
+            for i in range(messages):
+                t = time.perf_counter()
+                await ws.send_json({"type": "message", "text": QUESTIONS[i % len(QUESTIONS)], "client_id": str(i)})
+                while True:
+                    frame = await ws.receive_json()
+                    if frame.get("role") == "agent":
+                        break
+                res.latencies.append(time.perf_counter() - t)
+                res.messages += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[one(ws) for ws in socks])
+        res.seconds = time.perf_counter() - t0
+        for ws in socks:
+            await ws.close()
+    return res
+
+
+async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[str], stop_at: float) -> None:
+    """One shopper: sends the plan's messages one after another, each after the previous reply."""
+    ws = await http.ws_connect(f"{sh.base}/api/conversations/{sh.cid}/ws?token={sh.token}", heartbeat=30)
+    pending: dict[str, float] = {}
+
+    async def reader() -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            frame = json.loads(msg.data)
+            if frame.get("type") != "message":
+                continue
+            if frame["role"] == "agent":
+                sh.agent_ids.append(frame["id"])
+                if pending:
+                    cid, t = next(iter(pending.items()))
+                    sh.latencies.append(time.perf_counter() - t)
+                    pending.pop(cid)
+                    replied.set()
+            elif frame["role"] == "human":
+                sh.human_ids.append(frame["id"])
+
+    replied = asyncio.Event()
+    task = asyncio.create_task(reader())
+    try:
+        for i, text in enumerate(plan):
+            client_id = f"{sh.cid}-{i}"
+            replied.clear()
+            pending[client_id] = time.perf_counter()
+            sh.sent[client_id] = pending[client_id]
+            await ws.send_json({"type": "message", "text": text, "client_id": client_id})
+            if text == HANDOFF:
+                sh.handed_off = True
+            try:
+                await asyncio.wait_for(replied.wait(), timeout=max(1.0, stop_at - time.perf_counter()))
+            except TimeoutError:
+                sh.errors += 1
+                pending.clear()
+            if sh.handed_off:
+                break  # the agent is silent after a handoff; people take over
+    finally:
+        await asyncio.sleep(0)
+        return_task = task
+        sh._ws = ws  # type: ignore[attr-defined]
+        sh._reader = return_task  # type: ignore[attr-defined]
+
+
+async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, services: list[Service],
+                      shop: ShopData) -> Results:
+    res = Results("handoff")
+    rng = random.Random(args.seed)
+    shoppers: list[Shopper] = []
+    for i in range(args.shoppers):
+        svc = services[i % len(services)]
+        async with http.post(svc.base + "/api/conversations", json={"email": "ann@example.com", "name": f"S{i}"}) as r:
+            data = await r.json()
+        shoppers.append(Shopper(data["conversation_id"], data["token"], svc.base))
+    rss_before = sum(rss_kb(s.proc.pid) for s in services if s.proc)
+
+    plans = []
+    for _ in shoppers:
+        plan = [rng.choice(QUESTIONS) if rng.random() > 0.25 else ORDER_Q.format(number="FP-100234") for _ in range(args.messages)]
+        if rng.random() < args.handoff_share:
+            plan[rng.randrange(len(plan))] = HANDOFF
+        plans.append(plan)
+
+    t0 = time.perf_counter()
+    stop_at = t0 + args.timeout
+    sessions = [asyncio.create_task(shopper_session(http, sh, plan, stop_at)) for sh, plan in zip(shoppers, plans, strict=True)]
+    if args.fault == "kill":
+        await asyncio.sleep(args.kill_after)
+        services[0].kill()
+        services[0].start()
+        await services[0].ready(http)
+    elif args.fault == "flood":
+        asyncio.create_task(flood(http, shoppers[: min(20, len(shoppers))]))
+    await asyncio.gather(*sessions, return_exceptions=True)
+    res.seconds = time.perf_counter() - t0
+    rss_after = sum(rss_kb(s.proc.pid) for s in services if s.proc)
+    res.extra["rss_per_conversation_kb"] = (rss_after - rss_before) / max(1, len(shoppers))
+    res.extra["rss_total_mb"] = rss_after / 1024
+    for sh in shoppers:
+        res.latencies.extend(sh.latencies)
+    res.messages = sum(len(sh.latencies) for sh in shoppers)
+    res.extra["shoppers"] = shoppers
+    return res
+
+
+async def flood(http: aiohttp.ClientSession, shoppers: list[Shopper]) -> None:
+    """Bad clients: oversized and malformed frames on real conversations."""
+    for sh in shoppers:
+        try:
+            ws = await http.ws_connect(f"{sh.base}/api/conversations/{sh.cid}/ws?token={sh.token}")
+            await ws.send_str("{not json")
+            await ws.send_json({"type": "message", "text": "x" * 5000, "client_id": "big"})
+            await ws.send_json({"type": "bogus"})
+            try:
+                await ws.send_str("y" * 200_000)  # over the frame limit: the server closes this socket
+            except Exception:
+                pass
+            await ws.close()
+        except Exception:
+            pass
+
+
+async def answer_handoffs(http: aiohttp.ClientSession, services: list[Service], shoppers: list[Shopper]) -> int:
+    """People answer every handed-off chat once, through the web inbox API."""
+    auth = {"Authorization": "Bearer bench-inbox"}
+    answered = 0
+    for sh in shoppers:
+        if not sh.handed_off:
+            continue
+        for _ in range(200):
+            async with http.get(f"{services[0].base}/inbox/api/conversations/{sh.cid}", headers=auth) as r:
+                data = await r.json()
+            if data["conversation"]["state"] in ("queued", "claimed"):
+                break
+            await asyncio.sleep(0.05)
+        async with http.post(f"{services[0].base}/inbox/api/conversations/{sh.cid}/reply", headers=auth,
+                             json={"text": f"Hi, this is Maria about #{sh.cid}", "author": "Maria"}) as r:
+            if r.status == 200:
+                answered += 1
+    return answered
+
+
+async def exactly_once(http: aiohttp.ClientSession, services: list[Service], shoppers: list[Shopper]) -> dict[str, int]:
+    """From the database (via the API): each sent message stored once and answered once."""
+    counts = {"shopper_messages": 0, "missing": 0, "duplicated": 0, "unanswered": 0, "human_replies_seen": 0, "human_dupes": 0}
+    for sh in shoppers:
+        async with http.get(f"{services[0].base}/api/conversations/{sh.cid}/messages?token={sh.token}") as r:
+            msgs = (await r.json())["messages"]
+        texts = [m for m in msgs if m["role"] == "shopper"]
+        counts["shopper_messages"] += len(texts)
+        expected = len(sh.sent)
+        if len(texts) < expected:
+            counts["missing"] += expected - len(texts)
+        if len(texts) > expected:
+            counts["duplicated"] += len(texts) - expected
+        answers = sum(1 for m in msgs if m["role"] == "agent")
+        if not sh.handed_off and answers < len(texts):
+            counts["unanswered"] += len(texts) - answers
+        humans = [m["id"] for m in msgs if m["role"] == "human"]
+        seen = [i for i in sh.human_ids if i in humans]
+        counts["human_replies_seen"] += len(set(seen))
+        counts["human_dupes"] += len(seen) - len(set(seen))
+    return counts
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    shop = ShopData()
+    shop.load(json.loads((ROOT / "examples/flash-sale/shop.json").read_text()))
+    if args.fault == "shop-timeout":
+        shop.delay = 10.0
+    runner, shop_url = await start_shop(shop)
+    tmp = tempfile.mkdtemp(prefix="handoff-bench-")
+    db = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp}/bench.db"
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update(DATABASE_URL=db, INBOX_TOKEN="bench-inbox", SHOP_API_URL=shop_url, LOG_LEVEL="ERROR",
+               DELIVERY_POLL_SECONDS="0.05", DELIVERY_LEASE_SECONDS="10", PROCESSING_LEASE_SECONDS="10")
+    if db.startswith("postgresql"):
+        subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+    services = [Service(free_port(), env) for _ in range(args.instances)]
+    for s in services:
+        s.start()
+
+    echo_port = free_port()
+    echo = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
+                             f"from bench.flash_sale import run_echo_server; run_echo_server({echo_port})"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            for s in services:
+                await s.ready(http)
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{echo_port}/ws") as r:
+                        break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+            base = await run_echo_clients(echo_port, args.shoppers, args.messages)
+            svc = await run_service(args, http, services, shop)
+            shoppers = svc.extra.pop("shoppers")
+            answered = await answer_handoffs(http, services, shoppers)
+            await asyncio.sleep(2.0)
+            for sh in shoppers:
+                ws = getattr(sh, "_ws", None)
+                if ws is not None:
+                    await ws.close()
+            counts = await exactly_once(http, services, shoppers)
+    finally:
+        for s in services:
+            s.stop()
+        echo.terminate()
+        await runner.cleanup()
+
+    print(f"\nflash-sale benchmark: {args.shoppers} shoppers x {args.messages} messages, "
+          f"{args.instances} instance(s), db={db.split(':')[0]}, fault={args.fault or 'none'}")
+    print(f"{'':24}{'handoff':>12}{'echo':>12}{'ratio':>10}")
+    print(f"{'messages/s':24}{svc.rate:12.1f}{base.rate:12.1f}{svc.rate / base.rate if base.rate else 0:10.2f}")
+    for q in (50, 95, 99):
+        a, b = pct(svc.latencies, q) * 1000, pct(base.latencies, q) * 1000
+        print(f"{'latency p' + str(q) + ' (ms)':24}{a:12.1f}{b:12.1f}{a / b if b else 0:10.1f}")
+    print(f"{'memory/conversation':24}{svc.extra['rss_per_conversation_kb']:10.1f}kB")
+    print(f"{'service RSS':24}{svc.extra['rss_total_mb']:10.1f}MB")
+    print(f"handoffs answered by people: {answered}")
+    print("exactly-once: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
+    ok = counts["missing"] == 0 and counts["duplicated"] == 0 and counts["human_dupes"] == 0
+    if args.fault != "shop-timeout":
+        ok = ok and counts["unanswered"] == 0
+    print("RESULT:", "ok" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shoppers", type=int, default=500)
+    p.add_argument("--messages", type=int, default=4, help="messages per shopper")
+    p.add_argument("--handoff-share", type=float, default=0.2)
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--fault", choices=["kill", "slack-500", "shop-timeout", "flood"])
+    p.add_argument("--kill-after", type=float, default=1.0)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
