@@ -366,7 +366,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 await s.ready(http)
             for _ in range(100):
                 try:
-                    async with http.get(f"http://127.0.0.1:{echo_port}/ws") as r:
+                    async with http.get(f"http://127.0.0.1:{echo_port}/ws"):
                         break
                 except aiohttp.ClientError:
                     await asyncio.sleep(0.1)

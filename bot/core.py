@@ -231,7 +231,7 @@ class Core:
                 view = repo.message_view(msg)
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
         self.metrics.messages_in.labels(source, "shopper").inc()
-        self._changed(conversation_id)
+        self._changed(conversation_id, outbox=False)
         if answer:
             self.schedule(conversation_id)
         return view, True
@@ -372,18 +372,20 @@ class Core:
             assert conv is not None
             state = conv.state
             msg_id = msg.id
+            if state == "bot":
+                view = await repo.conversation_view(s, conv)
+                hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
 
         if state == "resolved":
             await self._reopen(conversation_id)
+            async with self.sessions() as s:
+                view = await repo.load_view(s, conversation_id)
+                assert view is not None
+                hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
             state = "bot"
         if state in ("queued", "claimed"):
             await self._relay_to_inbox(conversation_id, msg_id)
             return True
-
-        async with self.sessions() as s:
-            view = await repo.load_view(s, conversation_id)
-            assert view is not None
-            hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
         hook = self.typing_hooks.get(view.channel)
         if hook is not None:
             with contextlib.suppress(Exception):
@@ -548,7 +550,13 @@ class Core:
                     deliver=False,
                 )
                 if not is_note:
-                    self._enqueue(s, conv, "shopper", "send", {"message_id": msg.id})
+                    self._enqueue(
+                        s,
+                        conv,
+                        "shopper",
+                        "send",
+                        {"message_id": msg.id, "message": repo.message_view(msg).as_json()},
+                    )
                     if conv.state in ("queued", "bot", "resolved"):
                         await self._set_owner(s, conv, author, actor=author, announce=False)
                 if source != self.inbox_name and conv.handed_off_at is not None:
@@ -684,7 +692,13 @@ class Core:
         s.add(msg)
         await s.flush()
         if deliver and role in ("agent", "human", "system"):
-            self._enqueue(s, conv, "shopper", "send", {"message_id": msg.id})
+            self._enqueue(
+                s,
+                conv,
+                "shopper",
+                "send",
+                {"message_id": msg.id, "message": repo.message_view(msg).as_json()},
+            )
             if conv.handed_off_at is not None and conv.state in ("queued", "claimed"):
                 self._enqueue(s, conv, "inbox", "post", {"message_id": msg.id})
         return msg
@@ -710,9 +724,10 @@ class Core:
             )
         )
 
-    def _changed(self, conversation_id: int) -> None:
+    def _changed(self, conversation_id: int, outbox: bool = True) -> None:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation_id})
-        self.on_outbox()
+        if outbox:
+            self.on_outbox()
 
     async def system_message(self, conversation_id: int, text: str) -> MessageView:
         """A message from the service itself to the shopper (a welcome, a notice)."""

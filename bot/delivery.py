@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, select, update
@@ -20,7 +20,7 @@ from sqlalchemy.orm import aliased
 from bot.live import LiveHub
 from bot.metrics import Metrics
 from bot.pacing import Pacer
-from bot.ports import DeliveryError, Inbox, ShopperChannel
+from bot.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
 from storage import repo
 from storage.models import Conversation, Message, OutboxRow, utcnow
 
@@ -181,7 +181,7 @@ class DeliveryWorker:
             self.pacer.take(keys)
             self._in_flight.add(lane_key)
             started += 1
-            task = asyncio.create_task(self._deliver(row.id, lane_key, keys))
+            task = asyncio.create_task(self._deliver(row.id, lane_key, keys, conv))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return 0.0 if started and len(rows) >= self.batch else max(next_wait, 0.005)
@@ -191,49 +191,70 @@ class DeliveryWorker:
             return self.channels.get(row.destination)
         return self.inboxes.get(row.destination)
 
-    async def _deliver(self, row_id: int, lane_key: tuple[Any, str], keys: list[str]) -> None:
+    async def _deliver(
+        self,
+        row_id: int,
+        lane_key: tuple[Any, str],
+        keys: list[str],
+        conv: ConversationView | None = None,
+    ) -> None:
         async with self._sem:
             try:
-                await self._deliver_one(row_id, keys)
+                await self._deliver_one(row_id, keys, conv)
             except Exception:
                 log.exception("delivering outbox row %s crashed", row_id)
             finally:
                 self._in_flight.discard(lane_key)
                 self._wake.set()
 
-    async def _deliver_one(self, row_id: int, keys: list[str]) -> None:
+    async def _deliver_one(
+        self, row_id: int, keys: list[str], conv: ConversationView | None = None
+    ) -> None:
         async with self.sessions() as s, s.begin():
             # Claim with one compare-and-set: of several workers (instances) that saw this row
             # as due, exactly one moves it to 'sending'; the lease frees it if that one dies.
-            claimed = await s.execute(
-                update(OutboxRow)
-                .where(OutboxRow.id == row_id, OutboxRow.status == "pending")
-                .values(
-                    status="sending",
-                    lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
-                    attempts=OutboxRow.attempts + 1,
+            claimed = (
+                await s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == row_id, OutboxRow.status == "pending")
+                    .values(
+                        status="sending",
+                        lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
+                        attempts=OutboxRow.attempts + 1,
+                    )
+                    .returning(
+                        OutboxRow.payload,
+                        OutboxRow.kind,
+                        OutboxRow.lane,
+                        OutboxRow.destination,
+                        OutboxRow.conversation_id,
+                        OutboxRow.created_at,
+                    )
                 )
-            )
-            if claimed.rowcount != 1:
+            ).first()
+            if claimed is None:
                 return
-            row = await s.get(OutboxRow, row_id)
-            assert row is not None
-            payload = dict(row.payload or {})
-            kind, lane, dest, conv_id = row.kind, row.lane, row.destination, row.conversation_id
-            created = row.created_at
+            payload, kind, lane, dest, conv_id, created = claimed
+            payload = dict(payload or {})
+            if created is not None and created.tzinfo is None:
+                created = created.replace(tzinfo=UTC)
         t0 = time.monotonic()
         try:
-            result = await self._dispatch(kind, lane, dest, conv_id, payload)
+            result = await self._dispatch(kind, lane, dest, conv_id, payload, conv)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
             await self._failed(row_id, keys, exc, dest)
             return
         async with self.sessions() as s, s.begin():
-            row = await s.get(OutboxRow, row_id)
-            assert row is not None
-            row.status = "sent"
-            row.sent_at = utcnow()
-            row.result = repo.json_safe(result) if result else None
-            row.last_error = None
+            await s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == row_id)
+                .values(
+                    status="sent",
+                    sent_at=utcnow(),
+                    result=repo.json_safe(result) if result else None,
+                    last_error=None,
+                )
+            )
         self.stats.sent += 1
         latency = (utcnow() - created).total_seconds()
         self.stats.latencies_ms.append(latency * 1000)
@@ -278,7 +299,13 @@ class DeliveryWorker:
             self.live.publish("inbox", {"type": "changed", "conversation_id": row.conversation_id})
 
     async def _dispatch(
-        self, kind: str, lane: str, dest: str, conv_id: int | None, payload: dict[str, Any]
+        self,
+        kind: str,
+        lane: str,
+        dest: str,
+        conv_id: int | None,
+        payload: dict[str, Any],
+        cached: ConversationView | None = None,
     ) -> dict[str, Any] | None:
         if kind == "alert":
             inbox = self.inboxes.get(dest)
@@ -287,6 +314,23 @@ class DeliveryWorker:
             await inbox.alert(payload.get("text", ""))
             return None
         assert conv_id is not None
+        if (
+            lane == "shopper"
+            and kind in ("send", "state")
+            and cached is not None
+            and (kind == "state" or "message" in payload)
+        ):
+            channel = self.channels.get(dest)
+            if channel is None:
+                raise DeliveryError(f"no shopper channel {dest!r} configured", permanent=True)
+            if cached.blocked:
+                raise DeliveryError("the shopper blocked the bot", permanent=True)
+            if kind == "send":
+                return await channel.send(cached, payload["message"])
+            await channel.state(
+                dataclasses.replace(cached, state=payload.get("state", cached.state))
+            )
+            return None
         async with self.sessions() as s:
             conv = await repo.load_view(s, conv_id)
             if conv is None:
