@@ -476,21 +476,21 @@ class OfflineAgent:
         words = content_words(self._without_entities(text))
         if len(words) < 2 or (det.thanks and not det.question) or det.greeting:
             return None
-        query = text
-        if len(words) < 4:
-            # A short follow-up ("and to Belgium?") is read with the last substantive message.
-            earlier = [
-                m.text
-                for m in shopper[:-1]
-                if len(content_words(self._without_entities(m.text))) >= 2
-            ]
-            if earlier:
-                query = f"{earlier[-1]} {text}"
-        hits = self.kb.search(query, k=3)
         threshold = self.config.knowledge.min_confidence
-        good = [h for h in hits if h.confidence >= threshold]
-        if not good:
+        queries = [text]
+        if len(words) < 4:
+            # A short follow-up ("and to Belgium?") may need the last substantive message to make
+            # sense; it is tried second, so an unrelated earlier message cannot drown a clear one.
+            earlier = [m.text for m in shopper[:-1] if len(content_words(self._without_entities(m.text))) >= 2]
+            if earlier:
+                queries.append(f"{earlier[-1]} {text}")
+        best = None
+        for query in queries:
+            good = [h for h in self.kb.search(query, k=3) if h.confidence >= threshold]
+            if good:
+                # bm25 decides the order; coverage only gates what is good enough to quote.
+                best = good[0]
+                break
+        if best is None:
             return None
-        # bm25 decides the order; coverage only gates what is good enough to quote.
-        best = good[0]
         return best
