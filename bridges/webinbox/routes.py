@@ -63,7 +63,7 @@ def conversation_json(c: ConversationView, *, detail: bool = False, last_text: s
         "channel": c.channel,
         "customer": {
             "name": c.customer.name,
-            "email": c.customer.email,
+            "email": c.customer.email or (c.context.get("customer") or {}).get("email"),
             "tier": (c.context.get("customer") or {}).get("tier") or c.customer.tier,
             "username": c.customer.username,
         },
