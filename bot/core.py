@@ -470,10 +470,11 @@ class Core:
             .limit(1)
         )
         if conv.inbox_ref:
-            # Handed off again after a hand-back: same thread, post what happened since.
-            self._enqueue(s, conv, "inbox", "reopen", {"upto": last}, priority=h.priority)
+            # Handed off again after a hand-back: same thread, refreshed, then what happened since.
+            self._enqueue(s, conv, "inbox", "update", {}, priority=h.priority)
         else:
-            self._enqueue(s, conv, "inbox", "open_thread", {"upto": last}, priority=h.priority)
+            self._enqueue(s, conv, "inbox", "open_thread", {}, priority=h.priority)
+        self._enqueue(s, conv, "inbox", "history", {"upto": last}, priority=h.priority)
         self._enqueue(s, conv, "shopper", "state", {"state": "queued"})
 
     async def _reopen(self, conversation_id: int) -> None:
@@ -654,7 +655,8 @@ class Core:
                 .order_by(Message.id.desc())
                 .limit(1)
             )
-            self._enqueue(s, conv, "inbox", "open_thread", {"upto": last})
+            self._enqueue(s, conv, "inbox", "open_thread", {})
+            self._enqueue(s, conv, "inbox", "history", {"upto": last})
         await self._set_state(s, conv, "claimed", actor)
         self._enqueue(s, conv, "inbox", "update", {})
 

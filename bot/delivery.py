@@ -244,6 +244,14 @@ class DeliveryWorker:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
             await self._failed(row_id, keys, exc, dest)
             return
+        if result and result.get("_more"):
+            async with self.sessions() as s, s.begin():
+                await s.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == row_id)
+                    .values(status="pending", attempts=0, next_attempt_at=utcnow())
+                )
+            return
         async with self.sessions() as s, s.begin():
             await s.execute(
                 update(OutboxRow)
@@ -352,9 +360,7 @@ class DeliveryWorker:
                     "sources": [],
                 }
             history = None
-            if kind == "open_thread":
-                history = await repo.history(s, conv_id, upto=payload.get("upto"))
-            elif kind == "reopen":
+            if kind == "history":
                 after = int((conv.inbox_ref or {}).get("last_message_id", 0))
                 history = await repo.history(s, conv_id, after=after, upto=payload.get("upto"))
 
@@ -379,22 +385,23 @@ class DeliveryWorker:
         if inbox is None:
             raise DeliveryError(f"no inbox {dest!r} configured", permanent=True)
         if kind == "open_thread":
-            assert history is not None
-            ref = await inbox.open_thread(conv, history, conv.context)
-            ref = dict(ref or {})
-            ref["last_message_id"] = payload.get("upto") or 0
+            # One call: a failure can never leave half a thread behind to be posted twice.
+            ref = dict(await inbox.open_thread(conv, [], conv.context) or {})
+            ref["last_message_id"] = 0
             await self._save_ref(conv_id, ref)
             return ref
         ref = conv.inbox_ref
         if ref is None:
             raise DeliveryError("no inbox thread for this conversation yet")
-        if kind == "reopen":
+        if kind == "history":
+            # The history goes in as few posts as the inbox allows, one post per attempt; the
+            # row stays at the head of its lane until all of it is in the thread.
             assert history is not None
-            for m in history:
-                await inbox.post(ref, conv, m.as_json())
-            await inbox.update(ref, conv)
-            await self._save_ref(conv_id, {**ref, "last_message_id": payload.get("upto") or 0})
-            return None
+            if not history:
+                return None
+            last = await inbox.post_history(ref, conv, history)
+            await self._save_ref(conv_id, {**ref, "last_message_id": last})
+            return {"_more": True} if last < history[-1].id else None
         if kind == "post":
             assert message is not None
             if message["id"] and int(ref.get("last_message_id", 0)) >= message["id"]:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     slack_inbox_channel: str | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    slack_post_rate: float = 1.0  # chat.postMessage per second per channel (Slack's documented pace)
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None

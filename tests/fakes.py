@@ -70,8 +70,15 @@ class FakeInbox:
     ) -> dict[str, Any]:
         if self.failures:
             raise self.failures.popleft()
-        self.threads[conversation.id] = [f"{m.role}: {m.text}" for m in history]
+        self.threads[conversation.id] = []
         return {"thread_key": f"T:{conversation.id}"}
+
+    async def post_history(self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]) -> int:
+        if self.failures:
+            raise self.failures.popleft()
+        part = history[:2]  # two messages per post, so long histories take several posts
+        self.threads[conversation.id].extend(f"{m.role}: {m.text}" for m in part)
+        return part[-1].id
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]

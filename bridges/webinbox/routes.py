@@ -40,6 +40,10 @@ class WebInbox:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
         return None
 
+    async def post_history(self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]) -> int:
+        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
+        return history[-1].id
+
     async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
 
