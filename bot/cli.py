@@ -205,6 +205,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telegram(args: argparse.Namespace) -> int:
+    from bridges.telegram.cli import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="handoff", description="AI shopper support that hands hard chats to people."
@@ -248,12 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", help="only this tag")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
-    try:
-        from bridges.telegram.cli import add_telegram_commands
-    except ImportError:
-        pass
-    else:
-        add_telegram_commands(sub)
+    p = sub.add_parser("telegram", help="Telegram helpers: set-webhook URL, delete-webhook, info")
+    tsub = p.add_subparsers(dest="telegram_command", required=True)
+    tsub.add_parser("set-webhook", help="register URL/telegram/webhook with the secret token").add_argument("url")
+    tsub.add_parser("delete-webhook", help="remove the webhook (to use polling)")
+    tsub.add_parser("info", help="which bot the token belongs to")
+    p.set_defaults(func=cmd_telegram)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

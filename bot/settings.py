@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_mode: str = "webhook"
     telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_poll_timeout: int = 25
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
