@@ -165,6 +165,7 @@ class Tag(Strict):
     emoji: str = ""
     color: str = "#888888"
     channel: str | None = None
+    suggest: bool = True  # false: only the rules, from the store's data, may apply it (not an LLM)
 
 
 class Hours(Strict):

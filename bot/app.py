@@ -216,6 +216,8 @@ def build_app(
             if fanout is not None:
                 await fanout.stop()
             await actions.close()
+            if hasattr(agent, "aclose"):
+                await agent.aclose()
             await engine.dispose()
 
     app.cleanup_ctx.append(lifecycle)
