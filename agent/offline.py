@@ -412,11 +412,13 @@ class OfflineAgent:
         for number in new_orders:
             if orders[number]["lookup"] == "not_found":
                 parts.append(render(msgs.order_not_found, number=number))
-        # Orders whose owner is now proved and not yet reported.
-        for order in orders.values():
+        # Orders whose owner is now proved and not yet reported, or that are asked about again.
+        entity = self.config.entities.get("order_number")
+        named_now = set(extract(entity, text)) if entity is not None else set()
+        for number, order in orders.items():
             if order["lookup"] != "ok":
                 continue
-            if order.get("verified") and not order.get("reported"):
+            if order.get("verified") and (not order.get("reported") or number in named_now):
                 parts.append(render(msgs.order_status, order=order, customer=facts["customer"]))
                 order["reported"] = True
         unproved = [o for o in orders.values() if o["lookup"] == "ok" and not o.get("verified")]

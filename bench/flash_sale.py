@@ -40,6 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.shop_server import ShopData, free_port, start_shop  # noqa: E402
+from tests.slack.fake_slack import SIGNING_SECRET, TOKEN, FakeSlack, event_body, sign  # noqa: E402
+
+INBOX = "C_BENCH_INBOX"
 
 QUESTIONS = [
     "How long does delivery to Austria take?",
@@ -150,6 +153,7 @@ class Shopper:
     agent_ids: list[int] = field(default_factory=list)
     human_ids: list[int] = field(default_factory=list)
     handed_off: bool = False
+    handoff_at: float = 0.0
     errors: int = 0
 
 
@@ -217,12 +221,15 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
     try:
         for i, text in enumerate(plan):
             client_id = f"{sh.cid}-{i}"
+            wants_person = text == HANDOFF
+            text = f"{text} [{client_id}]"  # a marker to find it, exactly once, in the Slack thread
             replied.clear()
             pending[client_id] = time.perf_counter()
             sh.sent[client_id] = pending[client_id]
             await ws.send_json({"type": "message", "text": text, "client_id": client_id})
-            if text == HANDOFF:
+            if wants_person:
                 sh.handed_off = True
+                sh.handoff_at = time.monotonic()
             try:
                 await asyncio.wait_for(replied.wait(), timeout=max(1.0, stop_at - time.perf_counter()))
             except TimeoutError:
@@ -295,24 +302,41 @@ async def flood(http: aiohttp.ClientSession, shoppers: list[Shopper]) -> None:
             pass
 
 
-async def answer_handoffs(http: aiohttp.ClientSession, services: list[Service], shoppers: list[Shopper]) -> int:
-    """People answer every handed-off chat once, through the web inbox API."""
+async def answer_handoffs(http: aiohttp.ClientSession, services: list[Service], shoppers: list[Shopper],
+                          slack: FakeSlack | None, timeout: float) -> dict[str, Any]:
+    """People answer every handed-off chat once: in its Slack thread (a signed event), or through
+    the web inbox API when Slack is off. Also measures handoff -> thread parent latency."""
     auth = {"Authorization": "Bearer bench-inbox"}
-    answered = 0
+    answered, latencies = 0, []
+    deadline = time.monotonic() + timeout
     for sh in shoppers:
         if not sh.handed_off:
             continue
-        for _ in range(200):
+        ref = None
+        while time.monotonic() < deadline:
             async with http.get(f"{services[0].base}/inbox/api/conversations/{sh.cid}", headers=auth) as r:
                 data = await r.json()
-            if data["conversation"]["state"] in ("queued", "claimed"):
+            ref = data["conversation"].get("inbox_ref")
+            if data["conversation"]["state"] in ("queued", "claimed") and (slack is None or ref):
                 break
-            await asyncio.sleep(0.05)
-        async with http.post(f"{services[0].base}/inbox/api/conversations/{sh.cid}/reply", headers=auth,
-                             json={"text": f"Hi, this is Maria about #{sh.cid}", "author": "Maria"}) as r:
-            if r.status == 200:
-                answered += 1
-    return answered
+            await asyncio.sleep(0.2)
+        text = f"Hi, this is Maria about #{sh.cid}"
+        if slack is not None and ref:
+            parent = next((c for c in slack.calls if c.method == "chat.postMessage" and c.status == 200
+                           and not c.args.get("thread_ts") and f"#{sh.cid} " in str(c.args.get("text", ""))), None)
+            if parent is not None:
+                latencies.append(parent.at - sh.handoff_at)
+            event = {"type": "message", "channel": ref["channel"], "user": "U1", "text": text,
+                     "ts": f"{1900000000 + sh.cid}.000001", "thread_ts": ref["ts"]}
+            body = event_body(event, f"Ev{sh.cid}")
+            async with http.post(f"{services[-1].base}/slack/events", data=body,
+                                 headers={"Content-Type": "application/json", **sign(body)}) as r:
+                answered += r.status == 200
+        else:
+            async with http.post(f"{services[0].base}/inbox/api/conversations/{sh.cid}/reply", headers=auth,
+                                 json={"text": text, "author": "Maria"}) as r:
+                answered += r.status == 200
+    return {"answered": answered, "handoff_to_thread": latencies}
 
 
 async def exactly_once(http: aiohttp.ClientSession, services: list[Service], shoppers: list[Shopper]) -> dict[str, int]:
@@ -349,6 +373,11 @@ async def main_async(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(DATABASE_URL=db, INBOX_TOKEN="bench-inbox", SHOP_API_URL=shop_url, LOG_LEVEL="ERROR",
                DELIVERY_POLL_SECONDS="0.05", DELIVERY_LEASE_SECONDS="10", PROCESSING_LEASE_SECONDS="10")
+    slack = None
+    if not args.no_slack:
+        slack = await FakeSlack(min_interval=1.0 / args.slack_rate, retry_after=1).start()
+        env.update(SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_INBOX_CHANNEL=INBOX,
+                   SLACK_API_URL=slack.url, SLACK_POST_RATE=str(args.slack_rate * args.slack_pace))
     if db.startswith("postgresql"):
         subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     services = [Service(free_port(), env) for _ in range(args.instances)]
@@ -373,18 +402,27 @@ async def main_async(args: argparse.Namespace) -> int:
             base = await run_echo_clients(echo_port, args.shoppers, args.messages)
             svc = await run_service(args, http, services, shop)
             shoppers = svc.extra.pop("shoppers")
-            answered = await answer_handoffs(http, services, shoppers)
-            await asyncio.sleep(2.0)
+            if args.fault == "slack-500" and slack is not None:
+                slack.fail_status = 500
+                await asyncio.sleep(args.outage)
+                slack.fail_status = None
+            handled = await answer_handoffs(http, services, shoppers, slack, args.timeout * 3)
+            answered = handled["answered"]
+            await drain(http, services, args.timeout * 3)
+            await asyncio.sleep(1.0)
             for sh in shoppers:
                 ws = getattr(sh, "_ws", None)
                 if ws is not None:
                     await ws.close()
             counts = await exactly_once(http, services, shoppers)
+            slack_counts = thread_counts(slack, shoppers) if slack is not None else {}
     finally:
         for s in services:
             s.stop()
         echo.terminate()
         await runner.cleanup()
+        if slack is not None:
+            await slack.close()
 
     print(f"\nflash-sale benchmark: {args.shoppers} shoppers x {args.messages} messages, "
           f"{args.instances} instance(s), db={db.split(':')[0]}, fault={args.fault or 'none'}")
@@ -396,12 +434,62 @@ async def main_async(args: argparse.Namespace) -> int:
     print(f"{'memory/conversation':24}{svc.extra['rss_per_conversation_kb']:10.1f}kB")
     print(f"{'service RSS':24}{svc.extra['rss_total_mb']:10.1f}MB")
     print(f"handoffs answered by people: {answered}")
+    lat = handled["handoff_to_thread"]
+    if lat:
+        print(f"handoff -> thread parent   p50 {pct(lat, 50):.2f} s, p95 {pct(lat, 95):.2f} s, max {max(lat):.2f} s")
+    if slack_counts:
+        print("slack: " + ", ".join(f"{k}={v}" for k, v in slack_counts.items() if k not in ("missing", "dupes")))
+        counts["thread_missing"] = slack_counts["missing"]
+        counts["thread_dupes"] = slack_counts["dupes"]
     print("exactly-once: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
     ok = counts["missing"] == 0 and counts["duplicated"] == 0 and counts["human_dupes"] == 0
+    ok = ok and counts.get("thread_missing", 0) == 0 and counts.get("thread_dupes", 0) == 0
+    ok = ok and counts["human_replies_seen"] == answered
     if args.fault != "shop-timeout":
         ok = ok and counts["unanswered"] == 0
     print("RESULT:", "ok" if ok else "FAILED")
     return 0 if ok else 1
+
+
+async def drain(http: aiohttp.ClientSession, services: list[Service], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        async with http.get(services[0].base + "/healthz") as r:
+            if (await r.json())["outbox_pending"] == 0:
+                return
+        await asyncio.sleep(0.5)
+
+
+def thread_counts(slack: FakeSlack, shoppers: list[Shopper]) -> dict[str, Any]:
+    """Each handed-off shopper's messages in its Slack thread exactly once; Slack call figures."""
+    posts = [c for c in slack.calls if c.method == "chat.postMessage"]
+    ok = [c for c in posts if c.status == 200]
+    limited = [c for c in posts if c.status == 429]
+    missing = dupes = 0
+    by_text: dict[str, int] = {}
+    for c in ok:
+        if c.args.get("thread_ts"):
+            blob = json.dumps(c.args.get("blocks") or c.args.get("text"))
+            for sh in shoppers:
+                if sh.handed_off:
+                    for cid in sh.sent:
+                        marker = f"[{cid}]"
+                        if marker in blob:
+                            by_text[marker] = by_text.get(marker, 0) + blob.count(marker)
+    for sh in shoppers:
+        if sh.handed_off:
+            for cid in sh.sent:
+                n = by_text.get(f"[{cid}]", 0)
+                missing += n == 0
+                dupes += max(0, n - 1)
+    span = (ok[-1].at - ok[0].at) if len(ok) > 1 else 0.0
+    return {
+        "posts": len(ok), "429s": len(limited),
+        "429_share": f"{len(limited) / max(1, len(posts)):.1%}",
+        "post_rate_per_s": f"{(len(ok) - 1) / span:.2f}" if span else "n/a",
+        "updates": len([c for c in slack.calls if c.method == "chat.update" and c.status == 200]),
+        "missing": missing, "dupes": dupes,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-after", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-slack", action="store_true", help="people answer from the web inbox instead")
+    p.add_argument("--slack-rate", type=float, default=1.0, help="posts per second Slack allows per channel")
+    p.add_argument("--slack-pace", type=float, default=0.92, help="our posting pace as a share of Slack's limit")
+    p.add_argument("--outage", type=float, default=30.0, help="seconds of Slack 500s with --fault slack-500")
     args = p.parse_args(argv)
     return asyncio.run(main_async(args))
 

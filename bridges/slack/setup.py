@@ -53,7 +53,7 @@ def setup_slack(app: web.Application, settings: Settings, config: StoreConfig) -
         inbox = SlackInbox(client, config, settings.slack_inbox_channel)
         services.inboxes["slack"] = inbox
         services.core.inbox_name = "slack"
-        services.worker.pacer.limit("slack-channel", rate=settings.slack_post_rate, burst=2)
+        services.worker.pacer.limit("slack-channel", rate=settings.slack_post_rate, burst=1)
         reminders = ReminderLoop(services.core, config)
         reminders.start()
         services.extras["slack"] = {

@@ -78,6 +78,7 @@ def conversation_json(c: ConversationView, *, detail: bool = False, last_text: s
     }
     if detail:
         out["context"] = c.context
+        out["inbox_ref"] = {k: v for k, v in (c.inbox_ref or {}).items() if k in ("channel", "ts")} or None
     return out
 
 
