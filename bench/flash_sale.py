@@ -172,7 +172,7 @@ class Results:
 
 async def run_echo_clients(port: int, shoppers: int, messages: int) -> Results:
     res = Results("echo baseline")
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         socks = [await http.ws_connect(f"http://127.0.0.1:{port}/ws") for _ in range(shoppers)]
 
         async def one(ws: Any) -> None:
@@ -492,7 +492,17 @@ def thread_counts(slack: FakeSlack, shoppers: list[Shopper]) -> dict[str, Any]:
     }
 
 
+def raise_fd_limit() -> None:
+    """Hundreds of sockets on each side: lift the soft limit on open files (children inherit it)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
+    raise_fd_limit()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shoppers", type=int, default=500)
     p.add_argument("--messages", type=int, default=4, help="messages per shopper")
