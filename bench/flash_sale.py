@@ -195,53 +195,91 @@ async def run_echo_clients(port: int, shoppers: int, messages: int) -> Results:
 
 
 async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[str], stop_at: float) -> None:
-    """One shopper: sends the plan's messages one after another, each after the previous reply."""
-    ws = await http.ws_connect(f"{sh.base}/api/conversations/{sh.cid}/ws?token={sh.token}", heartbeat=30)
+    """One shopper, behaving like the widget: sends each message after the previous reply, keeps a
+    socket open, and when the service goes away reconnects, catches up with `after=` and resends
+    with the same client_id (so a resend is never a second message)."""
+    url = f"{sh.base}/api/conversations/{sh.cid}"
     pending: dict[str, float] = {}
+    seen: set[int] = set()
+    replied = asyncio.Event()
+    state: dict[str, Any] = {"ws": None, "last": 0}
+
+    def take(frame: dict[str, Any]) -> None:
+        mid = frame.get("id") or 0
+        if mid in seen:
+            return
+        seen.add(mid)
+        state["last"] = max(state["last"], mid)
+        if frame["role"] == "agent":
+            sh.agent_ids.append(mid)
+            if pending:
+                cid, t = next(iter(pending.items()))
+                sh.latencies.append(time.perf_counter() - t)
+                pending.pop(cid)
+            replied.set()
+        elif frame["role"] == "human":
+            sh.human_ids.append(mid)
 
     async def reader() -> None:
-        async for msg in ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            frame = json.loads(msg.data)
-            if frame.get("type") != "message":
-                continue
-            if frame["role"] == "agent":
-                sh.agent_ids.append(frame["id"])
-                if pending:
-                    cid, t = next(iter(pending.items()))
-                    sh.latencies.append(time.perf_counter() - t)
-                    pending.pop(cid)
-                    replied.set()
-            elif frame["role"] == "human":
-                sh.human_ids.append(frame["id"])
-
-    replied = asyncio.Event()
-    task = asyncio.create_task(reader())
-    try:
-        for i, text in enumerate(plan):
-            client_id = f"{sh.cid}-{i}"
-            wants_person = text == HANDOFF
-            text = f"{text} [{client_id}]"  # a marker to find it, exactly once, in the Slack thread
-            replied.clear()
-            pending[client_id] = time.perf_counter()
-            sh.sent[client_id] = pending[client_id]
-            await ws.send_json({"type": "message", "text": text, "client_id": client_id})
-            if wants_person:
-                sh.handed_off = True
-                sh.handoff_at = time.monotonic()
+        backoff = 0.2
+        while True:
             try:
-                await asyncio.wait_for(replied.wait(), timeout=max(1.0, stop_at - time.perf_counter()))
-            except TimeoutError:
-                sh.errors += 1
-                pending.clear()
-            if sh.handed_off:
-                break  # the agent is silent after a handoff; people take over
-    finally:
-        await asyncio.sleep(0)
-        return_task = task
-        sh._ws = ws  # type: ignore[attr-defined]
-        sh._reader = return_task  # type: ignore[attr-defined]
+                ws = await http.ws_connect(f"{url}/ws?token={sh.token}", heartbeat=30)
+                state["ws"] = ws
+                async with http.get(f"{url}/messages?token={sh.token}&after={state['last']}") as r:
+                    for m in (await r.json())["messages"]:
+                        take(m)
+                backoff = 0.2
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        frame = json.loads(msg.data)
+                        if frame.get("type") == "message":
+                            take(frame)
+            except (aiohttp.ClientError, OSError, ValueError):
+                pass
+            state["ws"] = None
+            sh.reconnects = getattr(sh, "reconnects", 0) + 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def send(text: str, client_id: str) -> None:
+        body = {"type": "message", "text": text, "client_id": client_id}
+        while time.perf_counter() < stop_at:
+            ws = state["ws"]
+            try:
+                if ws is not None and not ws.closed:
+                    await ws.send_json(body)
+                    return
+                async with http.post(f"{url}/messages?token={sh.token}", json=body) as r:
+                    if r.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError, ConnectionResetError):
+                pass
+            await asyncio.sleep(0.2)
+
+    sh._reader = asyncio.create_task(reader())  # type: ignore[attr-defined]
+    for _ in range(100):
+        if state["ws"] is not None:
+            break
+        await asyncio.sleep(0.01)
+    for i, text in enumerate(plan):
+        client_id = f"{sh.cid}-{i}"
+        wants_person = text == HANDOFF
+        text = f"{text} [{client_id}]"  # a marker to find it, exactly once, in the Slack thread
+        replied.clear()
+        pending[client_id] = time.perf_counter()
+        sh.sent[client_id] = pending[client_id]
+        await send(text, client_id)
+        if wants_person:
+            sh.handed_off = True
+            sh.handoff_at = time.monotonic()
+        try:
+            await asyncio.wait_for(replied.wait(), timeout=max(1.0, stop_at - time.perf_counter()))
+        except TimeoutError:
+            sh.errors += 1
+            pending.clear()
+        if sh.handed_off:
+            break  # the agent is silent after a handoff; people take over
 
 
 async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, services: list[Service],
@@ -356,7 +394,7 @@ async def exactly_once(http: aiohttp.ClientSession, services: list[Service], sho
         if not sh.handed_off and answers < len(texts):
             counts["unanswered"] += len(texts) - answers
         humans = [m["id"] for m in msgs if m["role"] == "human"]
-        seen = [i for i in sh.human_ids if i in humans]
+        seen = [i for i in sh.human_ids if i in humans]  # ids the shopper's socket delivered
         counts["human_replies_seen"] += len(set(seen))
         counts["human_dupes"] += len(seen) - len(set(seen))
     return counts
@@ -411,9 +449,9 @@ async def main_async(args: argparse.Namespace) -> int:
             await drain(http, services, args.timeout * 3)
             await asyncio.sleep(1.0)
             for sh in shoppers:
-                ws = getattr(sh, "_ws", None)
-                if ws is not None:
-                    await ws.close()
+                task = getattr(sh, "_reader", None)
+                if task is not None:
+                    task.cancel()
             counts = await exactly_once(http, services, shoppers)
             slack_counts = thread_counts(slack, shoppers) if slack is not None else {}
     finally:
