@@ -204,7 +204,11 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
     replied = asyncio.Event()
     state: dict[str, Any] = {"ws": None, "last": 0}
 
+    unconfirmed: dict[str, dict[str, Any]] = {}
+
     def take(frame: dict[str, Any]) -> None:
+        if frame.get("role") == "shopper" and frame.get("client_id"):
+            unconfirmed.pop(frame["client_id"], None)
         mid = frame.get("id") or 0
         if mid in seen:
             return
@@ -229,6 +233,8 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
                 async with http.get(f"{url}/messages?token={sh.token}&after={state['last']}") as r:
                     for m in (await r.json())["messages"]:
                         take(m)
+                for body in list(unconfirmed.values()):  # sent into a socket that died: again, same id
+                    await ws.send_json(body)
                 backoff = 0.2
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.TEXT:
@@ -244,6 +250,7 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
 
     async def send(text: str, client_id: str) -> None:
         body = {"type": "message", "text": text, "client_id": client_id}
+        unconfirmed[client_id] = body
         while time.perf_counter() < stop_at:
             ws = state["ws"]
             try:

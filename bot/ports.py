@@ -56,9 +56,10 @@ class MessageView:
     author: str | None
     created_at: datetime
     meta: dict[str, Any] = field(default_factory=dict)
+    platform_id: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "role": self.role,
             "text": self.text,
@@ -66,6 +67,10 @@ class MessageView:
             "created_at": self.created_at.isoformat(),
             "sources": self.meta.get("sources", []),
         }
+        if self.role == "shopper" and self.platform_id:
+            # The sender's own id back, so a client can tell which of its sends arrived.
+            out["client_id"] = self.platform_id
+        return out
 
 
 @dataclass

@@ -43,6 +43,7 @@ def message_view(m: Message) -> MessageView:
         author=m.author,
         created_at=m.created_at,
         meta=dict(m.meta or {}),
+        platform_id=m.platform_id,
     )
 
 

@@ -99,9 +99,11 @@
     if (m.id && seen[m.id]) return;
     if (m.id) { seen[m.id] = true; lastId = Math.max(lastId, m.id); }
     if (m.role === "shopper") {
-      // The server echoes the shopper's own message: it replaces the pending bubble.
+      // The server echoes the shopper's own message (with our client_id): it replaces the pending bubble.
       for (var i = 0; i < pending.length; i++) {
-        if (pending[i].text === m.text) { pending[i].node.remove(); pending.splice(i, 1); break; }
+        if ((m.client_id && pending[i].clientId === m.client_id) || (!m.client_id && pending[i].text === m.text)) {
+          pending[i].node.remove(); pending.splice(i, 1); break;
+        }
       }
     }
     if (m.role === "agent" || m.role === "human") hideTyping();
@@ -175,7 +177,12 @@
   function connect() {
     var url = ORIGIN.replace(/^http/, "ws") + "/api/conversations/" + conv.id + "/ws?token=" + encodeURIComponent(conv.token);
     ws = new WebSocket(url);
-    ws.onopen = function () { retry = 0; };
+    ws.onopen = function () {
+      retry = 0;
+      // Anything sent over a socket that died before the server confirmed it goes again, with the
+      // same client_id, so the server keeps it once whatever happened to the first try.
+      pending.forEach(function (p) { ws.send(JSON.stringify({ type: "message", text: p.text, client_id: p.clientId })); });
+    };
     ws.onmessage = function (ev) {
       var f; try { f = JSON.parse(ev.data); } catch (e) { return; }
       if (f.type === "message") render(f);
@@ -210,7 +217,7 @@
     var node = el("div", "hw-msg hw-pending"); node.setAttribute("data-role", "shopper");
     node.appendChild(document.createTextNode(text));
     list.appendChild(node); scroll();
-    pending.push({ text: text, node: node });
+    pending.push({ text: text, node: node, clientId: clientId });
     if (state === "resolved") setState("bot");
     if (ws && ws.readyState === 1) {
       ws.send(JSON.stringify({ type: "message", text: text, client_id: clientId }));
