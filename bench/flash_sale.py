@@ -241,6 +241,9 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
                         frame = json.loads(msg.data)
                         if frame.get("type") == "message":
                             take(frame)
+                        elif frame.get("type") == "state" and frame.get("state") == "queued" and not sh.handed_off:
+                            sh.handed_off = True  # handed off by a rule (a failed lookup, say)
+                            sh.handoff_at = time.monotonic()
             except (aiohttp.ClientError, OSError, ValueError):
                 pass
             state["ws"] = None
@@ -248,7 +251,7 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
-    async def send(text: str, client_id: str) -> None:
+    async def send(text: str, client_id: str) -> bool:
         body = {"type": "message", "text": text, "client_id": client_id}
         unconfirmed[client_id] = body
         while time.perf_counter() < stop_at:
@@ -256,13 +259,15 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
             try:
                 if ws is not None and not ws.closed:
                     await ws.send_json(body)
-                    return
+                    return True
                 async with http.post(f"{url}/messages?token={sh.token}", json=body) as r:
                     if r.status == 200:
-                        return
+                        return True
             except (aiohttp.ClientError, OSError, ConnectionResetError):
                 pass
             await asyncio.sleep(0.2)
+        unconfirmed.pop(client_id, None)
+        return False
 
     sh._reader = asyncio.create_task(reader())  # type: ignore[attr-defined]
     for _ in range(100):
@@ -273,10 +278,13 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
         client_id = f"{sh.cid}-{i}"
         wants_person = text == HANDOFF
         text = f"{text} [{client_id}]"  # a marker to find it, exactly once, in the Slack thread
+        if time.perf_counter() >= stop_at:
+            break
         replied.clear()
         pending[client_id] = time.perf_counter()
+        if not await send(text, client_id):
+            break
         sh.sent[client_id] = pending[client_id]
-        await send(text, client_id)
         if wants_person:
             sh.handed_off = True
             sh.handoff_at = time.monotonic()
