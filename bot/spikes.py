@@ -9,8 +9,6 @@ Slow growth raises the baseline with it, so it is not a spike."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
 from collections import Counter
@@ -20,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.periodic import Periodic
 from storage.models import AlertLog, TagEvent, utcnow
 
 log = logging.getLogger("handoff.spikes")
@@ -144,7 +143,6 @@ class SpikeMonitor:
         self.cfg = cfg
         self.interval = interval
         self.inbox_url = inbox_url
-        self._task: asyncio.Task[None] | None = None
 
     async def check(self, now: datetime | None = None) -> list[Spike]:
         now = now or utcnow()
@@ -168,18 +166,9 @@ class SpikeMonitor:
         return [spike for spike, _ in raised]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._runner = Periodic(self.check, self.interval, "spike check")
+        self._runner.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:
-                log.exception("spike check failed")
+        if getattr(self, "_runner", None) is not None:
+            await self._runner.stop()

@@ -59,40 +59,29 @@ async def tags_of(session: AsyncSession, conversation_id: int) -> tuple[str, ...
 async def conversation_view(session: AsyncSession, conv: Conversation) -> ConversationView:
     customer = await session.get(Customer, conv.customer_id)
     assert customer is not None
-    return ConversationView(
-        id=conv.id,
-        channel=conv.channel,
-        channel_ref=conv.channel_ref,
-        state=conv.state,
-        owner=conv.owner,
-        priority=conv.priority,
-        tags=await tags_of(session, conv.id),
-        reason=conv.reason,
-        summary=conv.summary,
-        context=dict(conv.context or {}),
-        memory=dict(conv.memory or {}),
-        sale=conv.sale,
-        inbox_ref=dict(conv.inbox_ref) if conv.inbox_ref else None,
-        blocked=conv.blocked,
-        customer=customer_view(customer),
-        created_at=conv.created_at,
-        handed_off_at=conv.handed_off_at,
-    )
+    return _view(conv, customer, await tags_of(session, conv.id))
 
 
-async def load_views(session: AsyncSession, ids: set[int] | list[int]) -> dict[int, ConversationView]:
+async def load_views(
+    session: AsyncSession, ids: set[int] | list[int]
+) -> dict[int, ConversationView]:
     """Many conversations in three queries, not three per conversation."""
     ids = list(ids)
     convs = list(await session.scalars(select(Conversation).where(Conversation.id.in_(ids))))
     customers = {
-        c.id: c for c in await session.scalars(select(Customer).where(Customer.id.in_({c.customer_id for c in convs})))
+        c.id: c
+        for c in await session.scalars(
+            select(Customer).where(Customer.id.in_({c.customer_id for c in convs}))
+        )
     }
     tags: dict[int, list[str]] = {}
-    for cid, tag in (await session.execute(
-        select(ConversationTag.conversation_id, ConversationTag.tag)
-        .where(ConversationTag.conversation_id.in_(ids))
-        .order_by(ConversationTag.tag)
-    )).all():
+    for cid, tag in (
+        await session.execute(
+            select(ConversationTag.conversation_id, ConversationTag.tag)
+            .where(ConversationTag.conversation_id.in_(ids))
+            .order_by(ConversationTag.tag)
+        )
+    ).all():
         tags.setdefault(cid, []).append(tag)
     return {c.id: _view(c, customers[c.customer_id], tuple(tags.get(c.id, ()))) for c in convs}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from datetime import timedelta
 
@@ -11,6 +9,7 @@ from sqlalchemy import select
 
 from agent.storeconfig import StoreConfig
 from bot.core import Core
+from bot.periodic import Periodic
 from storage.models import AlertLog, Conversation, utcnow
 
 log = logging.getLogger("handoff.slack.reminders")
@@ -21,7 +20,6 @@ class ReminderLoop:
         self.core = core
         self.config = config
         self.interval = interval
-        self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> list[int]:
         minutes = self.config.store.reminder_minutes
@@ -61,18 +59,9 @@ class ReminderLoop:
         return [cid for cid, _ in due]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+        self._runner = Periodic(self.check, self.interval, "reminder check")
+        self._runner.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:
-                log.exception("reminder check failed")
+        if getattr(self, "_runner", None) is not None:
+            await self._runner.stop()
