@@ -394,3 +394,22 @@ async def test_missing_signing_secret_refuses_to_start(
     settings = make_settings(tmp_path, shop[1], slack_bot_token=TOKEN, slack_inbox_channel=INBOX)
     with pytest.raises(ConfigurationError, match="SLACK_SIGNING_SECRET"):
         build_app(settings, store_config)
+
+
+async def test_unclaimed_handoff_gets_one_reminder_in_its_thread(client: TestClient, slack: FakeSlack) -> None:
+    from datetime import timedelta
+
+    from storage.models import Conversation, utcnow
+
+    cid, _ = await _shopper(client, "Can I talk to a person please?")
+    channel, ts = await _thread(slack, client, cid)
+    svc = services(client)
+    async with svc.core.sessions() as s, s.begin():
+        conv = await s.get(Conversation, cid)
+        conv.handed_off_at = utcnow() - timedelta(minutes=svc.config.store.reminder_minutes + 1)
+    reminders = svc.extras["slack"]["reminders"]
+    assert await reminders.check() == [cid]
+    assert await reminders.check() == []  # once per handoff
+    await svc.worker.drain()
+    notes = [p["text"] for p in slack.posts(thread_ts=ts) if "without an owner" in p["text"]]
+    assert len(notes) == 1 and f"#{cid}" in notes[0]
