@@ -430,7 +430,7 @@ async def main_async(args: argparse.Namespace) -> int:
     if not args.no_slack:
         slack = await FakeSlack(min_interval=1.0 / args.slack_rate, retry_after=1).start()
         env.update(SLACK_BOT_TOKEN=TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET, SLACK_INBOX_CHANNEL=INBOX,
-                   SLACK_API_URL=slack.url, SLACK_POST_RATE=str(args.slack_rate * args.slack_pace / args.instances))
+                   SLACK_API_URL=slack.url, SLACK_POST_RATE=str(args.slack_rate * args.slack_pace))
     if db.startswith("postgresql"):
         subprocess.run([sys.executable, "-m", "bot.cli", "migrate"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     services = [Service(free_port(), env) for _ in range(args.instances)]

@@ -190,6 +190,10 @@ def build_app(
         else:
             core.multi_instance = True
             await worker.recover()
+            from bot.shared_pacing import SharedPacer
+
+            # Destinations whose limit is per platform, not per process, are paced across instances.
+            worker.shared_pacer = SharedPacer(sessions, {"slack-channel": settings.slack_post_rate})
             from bot.fanout import PgFanout, asyncpg_dsn
 
             fanout = PgFanout(asyncpg_dsn(settings.database_url), live)

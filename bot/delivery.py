@@ -58,6 +58,7 @@ class DeliveryWorker:
         metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics or Metrics()
+        self.shared_pacer: Any = None  # set with several instances: global per-destination slots
         self.sessions = sessions
         self.channels = channels
         self.inboxes = inboxes
@@ -240,6 +241,8 @@ class DeliveryWorker:
                 created = created.replace(tzinfo=UTC)
         t0 = time.monotonic()
         try:
+            if self.shared_pacer is not None:
+                await self.shared_pacer.wait(keys)
             result = await self._dispatch(kind, lane, dest, conv_id, payload, conv)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
             await self._failed(row_id, keys, exc, dest)

@@ -212,3 +212,12 @@ class AlertLog(Base):
     key: Mapped[str] = mapped_column(String(128))
     text: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PacingSlot(Base):
+    """The next free sending slot per rate-limited destination, shared by every instance."""
+
+    __tablename__ = "pacing_slots"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

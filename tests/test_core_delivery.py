@@ -284,3 +284,34 @@ def test_backends_listed() -> None:
 
 async def _unused(_: Any) -> None:  # pragma: no cover - keeps the Any import honest
     return None
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
+async def test_shared_pacer_spaces_sends_across_instances() -> None:
+    """Two instances (two engines) reserving slots for one Slack channel get them a full
+    interval apart, so together they keep the channel's pace."""
+    from bot.shared_pacing import SharedPacer
+
+    base = os.environ["TEST_DATABASE_URL"]
+    name = f"handoff_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await upgrade_async(url)
+        engines = [make_engine(url), make_engine(url)]
+        pacers = [SharedPacer(make_sessionmaker(e), {"slack-channel": 10.0}) for e in engines]
+        slots = await asyncio.gather(*[pacers[i % 2].reserve("slack-channel:C1") for i in range(10)])
+        other = await pacers[0].reserve("slack-channel:C2")
+        ordered = sorted(slots)
+        gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
+        assert all(g >= 0.099 for g in gaps), gaps
+        assert other is not None and other < ordered[-1]  # another channel has its own slots
+        assert await pacers[0].reserve("telegram-chat:1") is None  # not a shared limit
+        for e in engines:
+            await e.dispose()
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()

@@ -1,0 +1,48 @@
+"""Rate limits shared by several instances: each send reserves the next free slot for its
+destination in one PostgreSQL statement, so N instances together keep Slack's per-channel pace
+instead of each keeping it alone (which multiplies it by N and collides in Slack's window)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.models import PacingSlot, utcnow
+
+
+class SharedPacer:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], rates: dict[str, float]) -> None:
+        self.sessions = sessions
+        self.rates = rates  # key prefix -> sends per second, across all instances
+
+    def interval(self, key: str) -> float | None:
+        rate = self.rates.get(key.split(":", 1)[0])
+        return 1.0 / rate if rate else None
+
+    async def reserve(self, key: str) -> datetime | None:
+        """The moment this send may go: now, or the first free slot after the others' reservations."""
+        step = self.interval(key)
+        if step is None:
+            return None
+        gap = timedelta(seconds=step)
+        now = utcnow()
+        stmt = insert(PacingSlot).values(key=key, next_at=now + gap)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[PacingSlot.key],
+            set_={"next_at": func.greatest(PacingSlot.next_at, now) + gap},
+        ).returning(PacingSlot.next_at)
+        async with self.sessions() as s, s.begin():
+            next_at = (await s.execute(stmt)).scalar_one()
+        return next_at - gap
+
+    async def wait(self, keys: list[str]) -> None:
+        for key in keys:
+            slot = await self.reserve(key)
+            if slot is not None:
+                delay = (slot - utcnow()).total_seconds()
+                if delay > 0:
+                    await asyncio.sleep(delay)
