@@ -126,7 +126,7 @@ class LLMAgent:
             if turn.handoff is not None:
                 await self._summarize(state, turn, run)
         elif not self.available():
-            turn = self._fallback_turn(state, "the LLM endpoint is resting after failures")
+            turn = self._fallback_turn(state, "resting after repeated failures")
             meta.update(agent="offline", llm_error="circuit open")
         else:
             try:
@@ -144,7 +144,8 @@ class LLMAgent:
                 log.warning(
                     "LLM failed on #%s, the built-in agent answers: %r", conversation.id, exc
                 )
-                turn = self._fallback_turn(state, f"{type(exc).__name__}: {exc}")
+                why = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+                turn = self._fallback_turn(state, why)
                 meta.update(agent="offline", llm_error=f"{type(exc).__name__}: {exc}"[:300])
         meta.update(llm_calls=run.calls, llm_retries=run.retries, llm_steps=run.steps)
         if run.tools:
