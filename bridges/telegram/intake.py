@@ -1,18 +1,38 @@
-"""Telegram updates into the core, once each (the update id is kept in the database) and in order
-per chat. Webhook and polling both land here."""
+"""Telegram updates into the core, once each and in order per chat. Webhook and polling both land
+here, as PTB `Update` objects.
+
+Once: the update id is kept in the database (`processed_ids`, source "telegram-update") and the
+shopper's message is stored with platform id `upd:<update_id>`, unique per conversation. The id is
+recorded *after* the update's effects, so an update whose processing failed half-way (the database
+went away) is taken in again when Telegram redelivers it, and the idempotent message store keeps
+that second pass from adding anything twice. Notices to the shopper (the welcome, "text only")
+go out only when their update's message was new, so a redelivery never repeats them.
+
+In order: one update per chat at a time (a lock per chat, dropped when idle), in the order they
+arrive; polling hands them over in update-id order, and the core then processes a conversation's
+messages one at a time in the order they were stored.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+from sqlalchemy import select
+from telegram import Message, Update, User
 
 from agent.storeconfig import StoreConfig
 from bot.core import Core, CoreError
+from bot.ports import ConversationView
 from storage import repo
+from storage.models import Conversation, OutboxRow, ProcessedId
 
 log = logging.getLogger("handoff.telegram")
+UPDATE_SOURCE = "telegram-update"
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
 MEDIA = (
     "photo",
     "sticker",
@@ -23,76 +43,186 @@ MEDIA = (
     "document",
     "animation",
     "location",
+    "venue",
     "contact",
+    "poll",
+    "dice",
+    "story",
+    "paid_media",
 )
-TEXT_ONLY = "Sorry, I can only read text for now. Could you type your question?"
+TEXT_ONLY = (
+    "Sorry, I can only read text for now. Could you type your question, or describe what you sent?"
+)
+GREETING_COMMANDS = ("/start", "/help")
+
+
+class ChatLocks:
+    """One asyncio.Lock per chat, forgotten as soon as nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 class Intake:
     def __init__(self, core: Core, config: StoreConfig) -> None:
         self.core = core
         self.config = config
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.locks = ChatLocks()
 
-    async def handle(self, update: dict[str, Any]) -> str:
+    async def handle(self, update: Update) -> str:
         """Take one update; returns what was done (for logs and tests)."""
-        update_id = update.get("update_id")
-        if not isinstance(update_id, int):
-            return "ignored: no update_id"
-        message = update.get("message") or update.get("edited_message")
-        edited = "edited_message" in update
-        if not isinstance(message, dict) or not isinstance(message.get("chat"), dict):
-            await self._mark(update_id)
-            return "ignored: not a message"
-        chat_id = str(message["chat"]["id"])
-        async with self._locks[chat_id]:
-            if not await self._mark(update_id):
+        uid = update.update_id
+        chat = update.effective_chat
+        if chat is None:
+            await self._mark(uid)
+            return "ignored: no chat"
+        async with self.locks.hold(str(chat.id)):
+            if await self._seen(uid):
                 return "duplicate"
-            user = message.get("from") or {}
-            name = " ".join(x for x in (user.get("first_name"), user.get("last_name")) if x) or None
-            conv = await self.core.conversation_for_channel(
-                "telegram",
-                str(user.get("id", chat_id)),
-                chat_id,
-                name=name,
-                username=user.get("username"),
-            )
-            text = message.get("text")
-            pid = f"upd:{update_id}"
-            if edited:
-                if text:
-                    await self.core.shopper_message(
-                        conv.id,
-                        f"(edited) {text}",
-                        source="telegram",
-                        platform_id=pid,
-                        answer=False,
-                        meta={"edited_message_id": message.get("message_id")},
-                    )
-                return "edit recorded"
-            if text is None:
-                kind = next((k for k in MEDIA if k in message), "attachment")
-                caption = message.get("caption")
-                await self.core.shopper_message(
-                    conv.id,
-                    f"[{kind}]" + (f" {caption}" if caption else ""),
-                    source="telegram",
-                    platform_id=pid,
-                    answer=False,
-                    meta={"media": kind},
-                )
-                await self.core.system_message(conv.id, TEXT_ONLY)
-                return f"media: {kind}"
-            if text.strip().startswith("/start"):
-                await self.core.system_message(conv.id, self.config.messages.welcome)
-                return "welcome"
-            try:
-                await self.core.shopper_message(conv.id, text, source="telegram", platform_id=pid)
-            except CoreError as exc:
-                await self.core.system_message(conv.id, str(exc))
-                return f"refused: {exc}"
-            return "message"
+            outcome = await self._take(update)
+            await self._mark(uid)
+        log.debug("telegram update %s: %s", uid, outcome)
+        return outcome
 
-    async def _mark(self, update_id: int) -> bool:
+    async def _take(self, update: Update) -> str:
+        chat = update.effective_chat
+        assert chat is not None
+        if chat.type != chat.PRIVATE:
+            # A shop's support bot talks to one shopper a chat; in a group every member would be
+            # "the customer" and every message a question. Groups are not a shopper channel.
+            return f"ignored: {chat.type} chat"
+        if update.my_chat_member is not None:
+            status = update.my_chat_member.new_chat_member.status
+            if status not in ("kicked", "member"):
+                return f"ignored: bot is {status}"
+            blocked = status == "kicked"  # the shopper blocked the bot ("member": unblocked)
+            done = await self._set_blocked(str(chat.id), blocked, reason=f"Telegram: {status}")
+            return f"{'blocked' if blocked else 'unblocked'}{'' if done else ' (no change)'}"
+        msg = update.message or update.edited_message
+        if msg is None:
+            return "ignored: not a message"
+        user = msg.from_user
+        if user is None or user.is_bot:
+            return "ignored: not from a person"
+        conv = await self._conversation(str(chat.id), user)
+        if conv.blocked:
+            # Writing to the bot again means it is unblocked: replies may reach the shopper now.
+            await self._set_blocked(str(chat.id), False, reason="the shopper wrote again")
+        pid = f"upd:{update.update_id}"
+        # While a person has the chat, edits and attachments go to their thread (the agent stays
+        # silent then anyway); with the agent they are only recorded, never answered.
+        relay = conv.state in ("queued", "claimed")
+        if update.edited_message is not None:
+            text = msg.text or msg.caption
+            if not text:
+                return "edit ignored: no text"
+            await self._record(
+                conv, f"(edited) {text}", pid, relay, edited_message_id=msg.message_id
+            )
+            return "edit recorded"
+        if msg.text is None:
+            kind = next((k for k in MEDIA if getattr(msg, k, None)), "attachment")
+            caption = f" {msg.caption}" if msg.caption else ""
+            if await self._record(conv, f"[{kind}]{caption}", pid, relay, media=kind):
+                await self.core.system_message(conv.id, TEXT_ONLY)
+            return f"media: {kind}"
+        command = msg.text.strip().split(maxsplit=1)[0].lower() if msg.text.strip() else ""
+        if command in GREETING_COMMANDS:
+            if await self._record(conv, msg.text.strip(), pid, relay=False, command=command):
+                await self.core.system_message(conv.id, self.config.messages.welcome)
+            return "welcome"
+        try:
+            await self.core.shopper_message(
+                conv.id, msg.text, source="telegram", platform_id=pid, meta=_meta(msg)
+            )
+        except CoreError as exc:  # empty, too long: tell the shopper why nothing happened
+            await self.core.system_message(conv.id, str(exc))
+            return f"refused: {exc}"
+        return "message"
+
+    async def _record(
+        self, conv: ConversationView, text: str, pid: str, relay: bool, **meta: Any
+    ) -> bool:
+        """Store a message that the agent does not answer; True if it was new."""
+        _, new = await self.core.shopper_message(
+            conv.id, text, source="telegram", platform_id=pid, answer=relay, meta=meta
+        )
+        return new
+
+    async def _conversation(self, chat_id: str, user: User) -> ConversationView:
+        return await self.core.conversation_for_channel(
+            "telegram",
+            str(user.id),
+            chat_id,
+            name=user.full_name or None,
+            username=user.username,
+        )
+
+    async def _set_blocked(self, chat_id: str, blocked: bool, *, reason: str) -> bool:
+        """Mark or clear `blocked` on the chat's conversation, with an event, the inbox told.
+        (The delivery worker marks it on a 403; this is the other half: Telegram's
+        my_chat_member update, or the shopper writing again after unblocking the bot.)"""
         async with self.core.sessions() as s, s.begin():
-            return await repo.mark_processed(s, "telegram-update", str(update_id))
+            conv = await s.scalar(
+                select(Conversation)
+                .where(Conversation.channel == "telegram", Conversation.channel_ref == chat_id)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if conv is None or conv.blocked == blocked:
+                return False
+            conv.blocked = blocked
+            old, new = (None, "blocked") if blocked else ("blocked", None)
+            actor = "platform" if blocked else "shopper"
+            await repo.add_state_event(s, conv, "blocked", old, new, actor, reason)
+            if conv.handed_off_at is not None:
+                # The inbox thread's header says whether replies can reach the shopper.
+                s.add(
+                    OutboxRow(
+                        conversation_id=conv.id,
+                        lane="inbox",
+                        destination=self.core.inbox_name,
+                        kind="update",
+                        payload={},
+                        priority=conv.priority,
+                    )
+                )
+            cid = conv.id
+        self.core.live.publish("inbox", {"type": "changed", "conversation_id": cid})
+        self.core.on_outbox()
+        return True
+
+    async def _seen(self, update_id: int) -> bool:
+        async with self.core.sessions() as s:
+            found = await s.scalar(
+                select(ProcessedId.platform_id).where(
+                    ProcessedId.source == UPDATE_SOURCE, ProcessedId.platform_id == str(update_id)
+                )
+            )
+            return found is not None
+
+    async def _mark(self, update_id: int) -> None:
+        async with self.core.sessions() as s, s.begin():
+            await repo.mark_processed(s, UPDATE_SOURCE, str(update_id))
+
+
+def _meta(msg: Message) -> dict[str, Any]:
+    return {"telegram_message_id": msg.message_id}

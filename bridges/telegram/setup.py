@@ -1,5 +1,9 @@
 """Telegram inside our aiohttp app: a webhook route (secret checked) or a polling task that we
-own, never PTB's run_polling owning the event loop."""
+own, never PTB's run_polling owning the event loop.
+
+PTB's `Bot` sends (and parses `Update`s); updates go straight to our `Intake` rather than through
+a PTB `Application`: the core already orders each conversation's messages, and one dispatch layer
+is easier to reason about than two."""
 
 from __future__ import annotations
 
@@ -8,27 +12,91 @@ import contextlib
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 
 from aiohttp import web
-from telegram import Bot
-from telegram.error import Conflict, NetworkError, TelegramError
+from telegram import Bot, Update
+from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
 from agent.storeconfig import StoreConfig
-from bot.app import BRIDGE_SETUP, BRIDGE_TEARDOWN, Services, display_name_factory
+from bot.app import (
+    BRIDGE_SETUP,
+    BRIDGE_TEARDOWN,
+    ConfigurationError,
+    Services,
+    display_name_factory,
+)
 from bot.settings import Settings
-from bridges.telegram.channel import TelegramChannel
-from bridges.telegram.intake import Intake
+from bridges.telegram.channel import TelegramChannel, retry_after_seconds
+from bridges.telegram.intake import ALLOWED_UPDATES, Intake
 
 log = logging.getLogger("handoff.telegram")
-INTAKE = web.AppKey("telegram_intake", Intake)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram: about 1 message a second per chat (short bursts tolerated), about 30 a second in all.
+CHAT_RATE, CHAT_BURST = 1.0, 2.0
+ALL_RATE, ALL_BURST = 30.0, 1.0  # at most 31 in any one-second window, evenly spread
+CONFLICT_PAUSE = 10.0  # getUpdates answered 409: a webhook is set (or another poller runs)
+MAX_UPDATE_FAILURES = 5  # a polled update that keeps failing is skipped after this many tries
+
+
+class _Redactor(logging.Filter):
+    """Bot API URLs carry the token (`/bot<token>/sendMessage`) and httpx logs every URL at INFO:
+    the token is replaced before such a record is formatted anywhere."""
+
+    LOGGERS = ("httpx", "telegram", "telegram.Bot", "telegram.request", "telegram.ext")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: set[str] = set()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "<bot-token>")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            clean = self.redact(message)
+            if clean != message:
+                record.msg, record.args = clean, ()
+        return True
+
+    def add(self, secret: str) -> None:
+        self.secrets.add(secret)
+        for name in self.LOGGERS:
+            logger = logging.getLogger(name)
+            if self not in logger.filters:
+                logger.addFilter(self)
+
+
+REDACTOR = _Redactor()
+
+
+@dataclass
+class TelegramBridge:
+    bot: Bot
+    channel: TelegramChannel
+    intake: Intake
+    poller: asyncio.Task[None] | None = None
+
+
+TELEGRAM = web.AppKey("telegram", TelegramBridge)
 
 
 def make_bot(settings: Settings) -> Bot:
-    assert settings.telegram_bot_token is not None
-    return Bot(settings.telegram_bot_token.get_secret_value(), base_url=settings.telegram_api_url)
+    if settings.telegram_bot_token is None:
+        raise ConfigurationError("TELEGRAM_BOT_TOKEN is not set")
+    token = settings.telegram_bot_token.get_secret_value()
+    REDACTOR.add(token)
+    return Bot(token, base_url=settings.telegram_api_url)
 
 
 def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig) -> None:
+    """Register the webhook route now (aiohttp freezes the router at start) and the hooks that
+    build the bot, the channel and the intake (or the polling task) once the core exists."""
     secret = (
         settings.telegram_webhook_secret.get_secret_value()
         if settings.telegram_webhook_secret
@@ -36,82 +104,141 @@ def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig
     )
 
     async def webhook(request: web.Request) -> web.Response:
-        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        given = request.headers.get(SECRET_HEADER, "")
         if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+            log.info("telegram webhook call without the right secret token from %s", request.remote)
             return web.json_response({"error": "bad secret token"}, status=401)
-        intake = request.app.get(INTAKE)
-        if intake is None:
+        bridge = request.app.get(TELEGRAM)
+        if bridge is None:
             return web.json_response({"error": "starting"}, status=503)
-        if request.content_length and request.content_length > 1_000_000:
-            return web.json_response({"error": "too large"}, status=413)
         try:
-            update = json.loads(await request.text())
+            data = json.loads(await request.text())
         except ValueError:
-            return web.json_response({"error": "not JSON"}, status=400)
-        if not isinstance(update, dict):
-            return web.json_response({"error": "not an update"}, status=400)
-        await intake.handle(update)
+            return web.json_response({"error": "the body is not JSON"}, status=400)
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            return web.json_response({"error": "not a Telegram update"}, status=400)
+        try:
+            update = Update.de_json(data, bridge.bot)
+        except Exception:  # noqa: BLE001 - whatever PTB makes of a malformed update
+            return web.json_response({"error": "not a Telegram update"}, status=400)
+        try:
+            await bridge.intake.handle(update)
+        except Exception:
+            # Not stored: a non-2xx makes Telegram deliver it again.
+            log.exception("telegram update %s could not be taken in", update.update_id)
+            return web.json_response({"error": "try again"}, status=500)
+        # Stored (the core answers in the background): acknowledge at once.
         return web.json_response({"ok": True})
 
     if settings.telegram_mode == "webhook":
-        app.router.add_post("/telegram/webhook", webhook)
+        app.router.add_post(WEBHOOK_PATH, webhook)
+    elif settings.telegram_mode != "polling":
+        raise ConfigurationError(
+            f"TELEGRAM_MODE must be webhook or polling, not {settings.telegram_mode!r}"
+        )
 
     async def start(app: web.Application, services: Services) -> None:
         bot = make_bot(settings)
-        await bot.initialize()
-        channel = TelegramChannel(bot, display_name_factory(config))
-        services.channels["telegram"] = channel
-        services.worker.pacer.limit("tg-chat", rate=1.0, burst=3)
-        services.worker.pacer.limit("tg-all", rate=30.0, burst=30)
-        services.core.typing_hooks["telegram"] = channel.typing
-        intake = Intake(services.core, config)
-        app[INTAKE] = intake
-        services.extras["telegram"] = {"bot": bot, "intake": intake}
-        if settings.telegram_mode == "polling":
-            services.extras["telegram"]["poller"] = asyncio.create_task(
-                poll(bot, intake, settings.telegram_poll_timeout)
+        try:
+            await bot.initialize()  # getMe: checks the token
+        except InvalidToken:
+            await bot.shutdown()
+            raise ConfigurationError(
+                "TELEGRAM_BOT_TOKEN was rejected by the Bot API (getMe answered 401/404)"
+            ) from None
+        except TelegramError as exc:
+            # Telegram down must not take the widget and the inbox down with it: replies wait in
+            # the outbox, polling retries.
+            log.warning(
+                "Telegram Bot API unreachable at start (%s); continuing",
+                REDACTOR.redact(str(exc)),
             )
+        pacer = services.worker.pacer
+        pacer.limit("tg-chat", rate=CHAT_RATE, burst=CHAT_BURST)
+        pacer.limit("tg-all", rate=ALL_RATE, burst=ALL_BURST)
+        channel = TelegramChannel(
+            bot,
+            services.core.sessions,
+            display_name=display_name_factory(config),
+            pacer=pacer,
+            redact=REDACTOR.redact,
+        )
+        services.channels["telegram"] = channel
+        services.core.typing_hooks["telegram"] = channel.typing
+        bridge = TelegramBridge(bot, channel, Intake(services.core, config))
+        if settings.telegram_mode == "polling":
+            bridge.poller = asyncio.create_task(
+                poll(bot, bridge.intake, settings.telegram_poll_timeout), name="telegram-polling"
+            )
+        app[TELEGRAM] = bridge
+        services.extras["telegram"] = bridge
 
     async def stop(app: web.Application, services: Services) -> None:
-        extras = services.extras.get("telegram") or {}
-        task = extras.get("poller")
-        if task is not None:
-            task.cancel()
+        bridge = app.get(TELEGRAM)
+        if bridge is None:
+            return
+        if bridge.poller is not None:
+            bridge.poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if "bot" in extras:
-            with contextlib.suppress(Exception):
-                await extras["bot"].shutdown()
+                await bridge.poller
+        # Let sends in flight finish before their HTTP client closes: a send cut off after
+        # Telegram took it would be retried (and shown twice) after the restart. The app stops
+        # the worker right after the bridges anyway; stopping it twice is harmless.
+        await services.worker.stop()
+        await bridge.channel.close()
+        with contextlib.suppress(Exception):
+            await bridge.bot.shutdown()
 
     app[BRIDGE_SETUP].append(start)
     app[BRIDGE_TEARDOWN].append(stop)
 
 
 async def poll(bot: Bot, intake: Intake, timeout: int = 25) -> None:
-    """getUpdates with offset = last + 1, which also confirms what was taken in."""
-    offset = None
+    """Long polling on our own event loop: getUpdates with offset = last taken + 1, which also
+    confirms to Telegram everything before it. An update is confirmed only once it is stored."""
+    offset: int | None = None
     backoff = 1.0
+    failures: dict[int, int] = {}
+    conflict_logged = False
     while True:
         try:
             updates = await bot.get_updates(
-                offset=offset, timeout=timeout, allowed_updates=["message", "edited_message"]
+                offset=offset, timeout=timeout, allowed_updates=ALLOWED_UPDATES
             )
-            backoff = 1.0
+        except RetryAfter as exc:
+            await asyncio.sleep(retry_after_seconds(exc))
+            continue
         except Conflict:
-            log.error(
-                "getUpdates conflicts with a webhook (or another poller); delete the webhook to poll"
-            )
-            await asyncio.sleep(10)
+            if not conflict_logged:
+                log.error(
+                    "getUpdates conflicts with a webhook or another poller: run "
+                    "`handoff telegram delete-webhook`, and poll from one instance only"
+                )
+                conflict_logged = True
+            await asyncio.sleep(CONFLICT_PAUSE)
             continue
-        except (NetworkError, TelegramError) as exc:
-            log.warning("getUpdates failed: %s", exc)
+        except InvalidToken:
+            log.error("TELEGRAM_BOT_TOKEN was rejected by the Bot API; polling paused")
+            await asyncio.sleep(60)
+            continue
+        except Exception as exc:  # noqa: BLE001 - TimedOut, 5xx, connection refused: try again
+            log.warning("getUpdates failed: %s", REDACTOR.redact(str(exc)))
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30)
+            backoff = min(backoff * 2, 30.0)
             continue
+        backoff = 1.0
+        conflict_logged = False
         for update in updates:
             try:
-                await intake.handle(update.to_dict())
+                await intake.handle(update)
             except Exception:
-                log.exception("update %s failed; it will not be confirmed", update.update_id)
-                break
+                n = failures[update.update_id] = failures.get(update.update_id, 0) + 1
+                if n < MAX_UPDATE_FAILURES:
+                    log.exception(
+                        "update %s failed (try %s); fetching it again", update.update_id, n
+                    )
+                    await asyncio.sleep(min(2.0**n, 30.0))
+                    break
+                log.exception("update %s failed %s times; skipped", update.update_id, n)
+            failures.pop(update.update_id, None)
             offset = update.update_id + 1

@@ -1,5 +1,15 @@
-"""A fake Telegram Bot API on 127.0.0.1 in the real wire format: /bot<token>/<method>, form or JSON
-bodies, {"ok": true, "result": ...}, 429 with parameters.retry_after, 403 for a blocked bot."""
+"""A fake Telegram Bot API on 127.0.0.1 in the real wire format.
+
+- `/bot<token>/<method>`, GET or POST, form-encoded (what PTB sends: complex values JSON-encoded),
+  multipart or JSON bodies;
+- `{"ok": true, "result": ...}`; errors `{"ok": false, "error_code": N, "description": ...}` with
+  the HTTP status N, 429 carrying `parameters.retry_after`;
+- getMe, setWebhook, deleteWebhook, getWebhookInfo, getUpdates (long polling with offset and
+  timeout; 409 while a webhook is set), sendMessage (1-4096 UTF-16 units, 403 for a chat that
+  blocked the bot, flood control per chat when `per_chat_interval` is set), sendChatAction.
+
+Every call is recorded with its time and status; `fail(...)` scripts the next answers of a method.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +17,14 @@ import asyncio
 import itertools
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-TOKEN = "123456:TEST-token"
+TOKEN = "123456:TEST-token_AbCdEf"
 BOT = {
     "id": 123456,
     "is_bot": True,
@@ -23,130 +34,322 @@ BOT = {
     "can_read_all_group_messages": False,
     "supports_inline_queries": False,
 }
+JSON_FIELDS = ("allowed_updates", "reply_markup", "link_preview_options", "entities")
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    status: int
+    at: float
+
+    @property
+    def chat(self) -> int | None:
+        return int(self.args["chat_id"]) if "chat_id" in self.args else None
+
+
+@dataclass
+class Fault:
+    status: int
+    description: str
+    chat: int | None = None
+    parameters: dict[str, Any] | None = None
+    skip: int = 0  # let this many matching calls through first
 
 
 @dataclass
 class FakeTelegram:
-    per_chat_interval: float = 0.0  # faster than this per chat -> 429
-    retry_after: int = 1
+    per_chat_interval: float = 0.0  # two messages to one chat closer than this -> 429
+    flood_retry_after: int = 1
     blocked_chats: set[int] = field(default_factory=set)
-    fail_status: int | None = None
+    calls: list[Call] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
-    calls: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
+    polls_open: int = 0  # getUpdates calls waiting for an update right now
+    faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    _updates: list[dict[str, Any]] = field(default_factory=list)
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _last: dict[int, float] = field(default_factory=dict)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
+
+    # ------------------------------------------------------------------ test API
 
     @property
     def url(self) -> str:
+        """What TELEGRAM_API_URL should be (PTB appends the token and the method)."""
         assert self.server is not None
         return str(self.server.make_url("/bot"))
 
-    def texts(self, chat_id: int) -> list[str]:
-        return [m["text"] for m in self.sent if int(m["chat_id"]) == chat_id]
+    def texts(self, chat: int) -> list[str]:
+        return [m["text"] for m in self.sent if m["chat_id"] == chat]
+
+    def attempts(self, method: str, chat: int | None = None) -> list[Call]:
+        return [c for c in self.calls if c.method == method and (chat is None or c.chat == chat)]
+
+    def push(self, *updates: dict[str, Any]) -> None:
+        """Updates waiting to be fetched by getUpdates."""
+        self._updates.extend(updates)
+        self._arrived.set()
+
+    def unconfirmed(self) -> list[int]:
+        """Update ids Telegram still holds: not yet confirmed by a getUpdates offset past them."""
+        return [u["update_id"] for u in self._updates]
+
+    def fail(
+        self,
+        method: str,
+        status: int,
+        *,
+        times: int = 1,
+        chat: int | None = None,
+        retry_after: int | None = None,
+        description: str | None = None,
+        after: int = 0,
+    ) -> None:
+        """The next `times` calls of `method` (for `chat`, if given) answer this error, once
+        `after` matching calls have gone through normally."""
+        default = {
+            400: "Bad Request",
+            403: "Forbidden: bot was blocked by the user",
+            429: f"Too Many Requests: retry after {retry_after}",
+            500: "Internal Server Error",
+            502: "Bad Gateway",
+        }.get(status, "Error")
+        params = {"retry_after": retry_after} if retry_after is not None else None
+        queue = self.faults.setdefault(method, deque())
+        for i in range(times):
+            queue.append(
+                Fault(status, description or default, chat, params, after if i == 0 else 0)
+            )
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    # ------------------------------------------------------------------ server
+
+    def _answer(
+        self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]
+    ) -> web.Response:
+        self.calls.append(Call(method, args, status, time.monotonic()))
+        return web.json_response(body, status=status)
 
     def _ok(self, method: str, args: dict[str, Any], result: Any) -> web.Response:
-        self.calls.append((method, args, 200))
-        return web.json_response({"ok": True, "result": result})
+        return self._answer(method, args, 200, {"ok": True, "result": result})
 
     def _err(
-        self, method: str, args: dict[str, Any], status: int, description: str, **extra: Any
+        self,
+        method: str,
+        args: dict[str, Any],
+        status: int,
+        description: str,
+        parameters: dict[str, Any] | None = None,
     ) -> web.Response:
-        self.calls.append((method, args, status))
-        return web.json_response(
-            {"ok": False, "error_code": status, "description": description, **extra}, status=status
-        )
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return self._answer(method, args, status, body)
+
+    def _scripted(self, method: str, args: dict[str, Any]) -> Fault | None:
+        queue = self.faults.get(method)
+        if not queue:
+            return None
+        chat = int(args["chat_id"]) if "chat_id" in args else None
+        for fault in list(queue):
+            if fault.chat is None or fault.chat == chat:
+                if fault.skip:
+                    fault.skip -= 1
+                    return None
+                queue.remove(fault)
+                return fault
+        return None
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return dict(await request.json()) if request.can_read_body else {}
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        for key in JSON_FIELDS:
+            if isinstance(args.get(key), str):
+                args[key] = json.loads(args[key])
+        return args
 
     async def handle(self, request: web.Request) -> web.Response:
         token, method = request.match_info["token"], request.match_info["method"]
-        if request.content_type == "application/json":
-            args = await request.json() if request.can_read_body else {}
-        else:
-            args = dict(await request.post())
+        args = await self._args(request)
         if token != TOKEN:
             return self._err(method, args, 401, "Unauthorized")
-        if self.fail_status and method == "sendMessage":
-            return self._err(method, args, self.fail_status, "Internal Server Error")
-        if method == "getMe":
-            return self._ok(method, args, BOT)
-        if method == "setWebhook":
-            self.webhook = args
-            return self._ok(method, args, True)
-        if method == "deleteWebhook":
-            self.webhook = {}
-            return self._ok(method, args, True)
-        if method == "getUpdates":
-            if self.webhook:
-                return self._err(
-                    method,
-                    args,
-                    409,
-                    "Conflict: can't use getUpdates method while webhook is active",
-                )
-            offset = int(args.get("offset") or 0)
-            self.updates = [u for u in self.updates if u["update_id"] >= offset]
-            if not self.updates:
-                await asyncio.sleep(min(float(args.get("timeout") or 0), 0.2))
-            return self._ok(method, args, self.updates[:100])
-        if method == "sendChatAction":
-            return self._ok(method, args, True)
-        if method == "sendMessage":
-            chat = int(args["chat_id"])
-            if chat in self.blocked_chats:
-                return self._err(method, args, 403, "Forbidden: bot was blocked by the user")
-            text = args.get("text", "")
-            if not 1 <= len(text) <= 4096:
-                return self._err(method, args, 400, "Bad Request: message is too long")
-            now = time.monotonic()
-            if self.per_chat_interval and now - self._last.get(chat, -1e9) < self.per_chat_interval:
-                return self._err(
-                    method,
-                    args,
-                    429,
-                    f"Too Many Requests: retry after {self.retry_after}",
-                    parameters={"retry_after": self.retry_after},
-                )
-            self._last[chat] = now
-            msg = {
-                "message_id": next(self._ids),
-                "date": int(time.time()),
-                "chat": {"id": chat, "type": "private"},
-                "text": text,
-                "from": BOT,
-            }
-            self.sent.append({"chat_id": chat, "text": text})
-            return self._ok(method, args, msg)
-        return self._err(method, args, 404, "Not Found: method not found")
+        fault = self._scripted(method, args)
+        if fault is not None:
+            return self._err(method, args, fault.status, fault.description, fault.parameters)
+        handler = getattr(self, f"m_{method}", None)
+        if handler is None:
+            return self._err(method, args, 404, "Not Found: method not found")
+        return await handler(method, args)
+
+    async def m_getMe(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        return self._ok(method, args, BOT)
+
+    async def m_setWebhook(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        if not str(args.get("url", "")).startswith("https://"):
+            return self._err(
+                method, args, 400, "Bad Request: bad webhook: An HTTPS URL must be provided"
+            )
+        self.webhook = args
+        if str(args.get("drop_pending_updates")).lower() == "true":
+            self._updates.clear()
+        return self._ok(method, args, True)
+
+    async def m_deleteWebhook(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        self.webhook = {}
+        if str(args.get("drop_pending_updates")).lower() == "true":
+            self._updates.clear()
+        return self._ok(method, args, True)
+
+    async def m_getWebhookInfo(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        info = {
+            "url": self.webhook.get("url", ""),
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+        return self._ok(method, args, info)
+
+    async def m_getUpdates(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        if self.webhook:
+            return self._err(
+                method, args, 409, "Conflict: can't use getUpdates method while webhook is active"
+            )
+        offset = int(args.get("offset") or 0)
+        self._updates = [u for u in self._updates if u["update_id"] >= offset]  # confirmed
+        if not self._updates:
+            self._arrived.clear()
+            # Long polling: wait for an update, at most `timeout` seconds.
+            self.polls_open += 1
+            try:
+                await asyncio.wait_for(self._arrived.wait(), float(args.get("timeout") or 0))
+            except TimeoutError:
+                pass
+            finally:
+                self.polls_open -= 1
+        limit = int(args.get("limit") or 100)
+        return self._ok(method, args, self._updates[:limit])
+
+    async def m_sendChatAction(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        if int(args["chat_id"]) in self.blocked_chats:
+            return self._err(method, args, 403, "Forbidden: bot was blocked by the user")
+        if args.get("action") not in ("typing", "upload_photo", "record_voice", "upload_document"):
+            return self._err(method, args, 400, "Bad Request: wrong parameter action in request")
+        return self._ok(method, args, True)
+
+    async def m_sendMessage(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        if not args.get("chat_id"):
+            return self._err(method, args, 400, "Bad Request: chat_id is empty")
+        chat = int(args["chat_id"])
+        if chat in self.blocked_chats:
+            return self._err(method, args, 403, "Forbidden: bot was blocked by the user")
+        text = str(args.get("text") or "")
+        if not text.strip():
+            return self._err(method, args, 400, "Bad Request: message text is empty")
+        if len(text.encode("utf-16-le")) // 2 > 4096:
+            return self._err(method, args, 400, "Bad Request: message is too long")
+        now = time.monotonic()
+        if self.per_chat_interval and now - self._last.get(chat, -1e9) < self.per_chat_interval:
+            return self._err(
+                method,
+                args,
+                429,
+                f"Too Many Requests: retry after {self.flood_retry_after}",
+                {"retry_after": self.flood_retry_after},
+            )
+        self._last[chat] = now
+        message = {
+            "message_id": next(self._ids),
+            "date": int(time.time()),
+            "chat": {"id": chat, "type": "private"},
+            "from": BOT,
+            "text": text,
+        }
+        self.sent.append({"chat_id": chat, "text": text, "at": now})
+        return self._ok(method, args, message)
 
     async def start(self) -> FakeTelegram:
         app = web.Application()
-        app.router.add_post("/bot{token}/{method}", self.handle)
-        app.router.add_get("/bot{token}/{method}", self.handle)
+        app.router.add_route("*", "/bot{token}/{method}", self.handle)
+        # Its access log is Telegram's, not ours (and it has the token in every path).
         self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
+        await self.server.start_server(access_log=None)
         return self
 
     async def close(self) -> None:
+        self._arrived.set()
         if self.server is not None:
             await self.server.close()
 
 
-def text_update(
-    update_id: int, chat_id: int, text: str, *, first: str = "Lena", username: str = "lena"
+# ---------------------------------------------------------------------- updates as Telegram sends
+
+
+def _user(chat: int, first: str, last: str | None, username: str | None) -> dict[str, Any]:
+    user: dict[str, Any] = {"id": chat, "is_bot": False, "first_name": first}
+    if last:
+        user["last_name"] = last
+    if username:
+        user["username"] = username
+    return user
+
+
+def message_update(
+    update_id: int,
+    chat: int,
+    *,
+    text: str | None = None,
+    first: str = "Lena",
+    last: str | None = "Novak",
+    username: str | None = "lena_n",
+    edited: bool = False,
+    chat_type: str = "private",
+    **extra: Any,
 ) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": int(time.time()),
+        "chat": {"id": chat, "type": chat_type, "first_name": first},
+        "from": _user(chat, first, last, username),
+        **extra,
+    }
+    if text is not None:
+        message["text"] = text
+    if edited:
+        message["edit_date"] = int(time.time())
+    return {"update_id": update_id, ("edited_message" if edited else "message"): message}
+
+
+def text_update(update_id: int, chat: int, text: str, **kw: Any) -> dict[str, Any]:
+    return message_update(update_id, chat, text=text, **kw)
+
+
+def member_update(update_id: int, chat: int, status: str) -> dict[str, Any]:
+    """my_chat_member: the shopper blocked ("kicked") or unblocked ("member") the bot."""
+    old = "member" if status == "kicked" else "kicked"
+    now = int(time.time())
+    user = _user(chat, "Lena", "Novak", "lena_n")
     return {
         "update_id": update_id,
-        "message": {
-            "message_id": update_id,
-            "date": int(time.time()),
-            "text": text,
-            "chat": {"id": chat_id, "type": "private", "first_name": first},
-            "from": {"id": chat_id, "is_bot": False, "first_name": first, "username": username},
+        "my_chat_member": {
+            "chat": {"id": chat, "type": "private", "first_name": "Lena"},
+            "from": user,
+            "date": now,
+            "old_chat_member": {
+                "status": old,
+                "user": BOT,
+                **({"until_date": 0} if old == "kicked" else {}),
+            },
+            "new_chat_member": {
+                "status": status,
+                "user": BOT,
+                **({"until_date": 0} if status == "kicked" else {}),
+            },
         },
     }
-
-
-def dumps(update: dict[str, Any]) -> str:
-    return json.dumps(update)
