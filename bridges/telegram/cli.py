@@ -1,4 +1,6 @@
-"""`handoff telegram set-webhook URL` / `delete-webhook` / `info`."""
+"""`handoff telegram set-webhook URL` / `delete-webhook` / `info`.
+
+Listing the commands loads nothing of python-telegram-bot; running one does."""
 
 from __future__ import annotations
 
@@ -8,11 +10,8 @@ import re
 import sys
 from typing import Any
 
-from telegram.error import TelegramError
-
 from bot.settings import Settings
-from bridges.telegram.intake import ALLOWED_UPDATES
-from bridges.telegram.setup import REDACTOR, WEBHOOK_PATH, make_bot
+from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
 
 # Telegram's rule for secret_token: 1-256 characters, A-Z, a-z, 0-9, _ and -.
 SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -46,6 +45,10 @@ def webhook_url(url: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from telegram.error import TelegramError
+
+    from bridges.telegram.setup import REDACTOR, make_bot
+
     settings = Settings()
     if not settings.telegram_bot_token:
         print("error: TELEGRAM_BOT_TOKEN is not set", file=sys.stderr)

@@ -32,7 +32,6 @@ from storage.models import Conversation, OutboxRow, ProcessedId
 
 log = logging.getLogger("handoff.telegram")
 UPDATE_SOURCE = "telegram-update"
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
 MEDIA = (
     "photo",
     "sticker",

@@ -27,12 +27,12 @@ from bot.app import (
     display_name_factory,
 )
 from bot.settings import Settings
+from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
 from bridges.telegram.channel import TelegramChannel, retry_after_seconds
-from bridges.telegram.intake import ALLOWED_UPDATES, Intake
+from bridges.telegram.intake import Intake
 
 log = logging.getLogger("handoff.telegram")
 
-WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram: about 1 message a second per chat (short bursts tolerated), about 30 a second in all.
 CHAT_RATE, CHAT_BURST = 1.0, 2.0
