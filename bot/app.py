@@ -146,6 +146,7 @@ def build_app(
             live=live,
             poll_seconds=settings.delivery_poll_seconds,
             lease_seconds=settings.delivery_lease_seconds,
+            give_up_seconds=settings.delivery_give_up_seconds,
         )
         core.on_outbox = worker.kick
         core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]

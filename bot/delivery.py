@@ -52,7 +52,7 @@ class DeliveryWorker:
         live: LiveHub | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float = 60.0,
-        max_attempts: int = 25,
+        give_up_seconds: float = 86_400.0,
         max_in_flight: int = 64,
         batch: int = 500,
         metrics: Metrics | None = None,
@@ -66,7 +66,10 @@ class DeliveryWorker:
         self.live = live
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
-        self.max_attempts = max_attempts
+        # Transient failures (5xx, timeouts, a missing scope) retry until the row is this old,
+        # not for a fixed number of attempts: with backoff capped at a minute, 25 attempts were
+        # ~10 minutes, and a longer Slack outage would have lost every handoff queued in it.
+        self.give_up_seconds = give_up_seconds
         self.batch = batch
         self.stats = DeliveryStats()
         self._sem = asyncio.Semaphore(max_in_flight)
@@ -287,7 +290,8 @@ class DeliveryWorker:
             row = await s.get(OutboxRow, row_id)
             assert row is not None
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            final = permanent or row.attempts >= self.max_attempts
+            age = (utcnow() - row.created_at).total_seconds()
+            final = permanent or age >= self.give_up_seconds
             self.metrics.delivery_failures.labels(dest, "yes" if final else "no").inc()
             if final:
                 row.status = "failed"

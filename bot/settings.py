@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(default=4000, ge=1)
     delivery_poll_seconds: float = 0.5
     delivery_lease_seconds: float = 60.0
+    # How long a message keeps being retried through a platform outage before it is marked
+    # failed (and shown as such); a refusal about the message itself fails at once.
+    delivery_give_up_seconds: float = Field(default=86_400.0, gt=0)
     processing_lease_seconds: float = 120.0
     sweep_seconds: float = 5.0
 
