@@ -87,11 +87,16 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
     return decision
 
 
+def clock() -> datetime:
+    """Now, for business hours: one seam so that a test suite can pin the time of day."""
+    return datetime.now(UTC)
+
+
 def expectation_message(
     config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None
 ) -> tuple[str, int]:
     """The message the shopper gets on handoff, with the SLA from the rules and business hours."""
-    now = now or datetime.now(UTC)
+    now = now or clock()
     slas = [m.rule.sla_minutes for m in decision.matches if m.rule.sla_minutes]
     sla = min(slas) if slas else config.store.sla_minutes
     hours = config.store.hours

@@ -9,12 +9,14 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from agent import rules
 from agent.storeconfig import StoreConfig, load_config
 from bot.app import SERVICES, Services, build_app
 from bot.settings import Settings
@@ -28,6 +30,8 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
     os.environ.pop(_var, None)
 # Settings come from the test, never from a developer's .env or shell.
 for _var in list(os.environ):
+    if _var == "HANDOFF_REQUIRE_BROWSER":  # about the test run, not the service
+        continue
     if _var.startswith(("SLACK_", "TELEGRAM_", "OPENAI_", "INBOX_TOKEN", "HANDOFF_", "SHOP_API")):
         os.environ.pop(_var, None)
 
@@ -71,6 +75,14 @@ SHOP = {
         },
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def open_for_business(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process handoffs happen while the demo store is open (a Wednesday, noon in Amsterdam),
+    so what a shopper is told does not depend on when the suite runs. Tests of out-of-hours
+    messages pass their own time."""
+    monkeypatch.setattr(rules, "clock", lambda: datetime(2026, 11, 25, 11, 0, tzinfo=UTC))
 
 
 @pytest.fixture
