@@ -1,9 +1,18 @@
-"""Slack as the `Inbox`: the thread is the ticket. Calls go through slack_sdk's AsyncWebClient;
-pacing and retries are the outbox's job, so Slack errors become DeliveryErrors (429 with its
-Retry-After) instead of sleeps inside the client."""
+"""Slack as the `Inbox`: the thread is the ticket. Calls go through slack_sdk's AsyncWebClient
+with no retry handlers of its own: pacing and retries are the outbox's job, so Slack's answers
+become DeliveryErrors (a 429 carries its Retry-After) instead of sleeps inside the client.
+
+Which errors are final: only those about one message (its blocks, its length, a parent that was
+deleted). A token, scope or membership problem is a setup mistake someone will fix, so those
+rows keep retrying (with backoff) and go out once it is fixed. A handoff routed by tag to a
+channel the bot cannot post in opens in the inbox channel instead, saying so."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
@@ -12,53 +21,89 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agent.storeconfig import StoreConfig
 from bot.ports import ConversationView, DeliveryError, MessageView
-from bridges.slack.blocks import history_messages, message_line, parent_blocks
+from bridges.slack.blocks import escape, history_posts, message_post, parent_blocks
 
+log = logging.getLogger("handoff.slack")
+
+# Final for this message: retrying the same call cannot succeed.
 PERMANENT = {
     "channel_not_found",
-    "not_in_channel",
     "is_archived",
-    "invalid_auth",
-    "account_inactive",
-    "token_revoked",
-    "no_permission",
-    "missing_scope",
     "msg_too_long",
+    "no_text",
     "invalid_blocks",
+    "invalid_blocks_format",
+    "invalid_arguments",
     "message_not_found",
     "cant_update_message",
+    "edit_window_closed",
+    "too_many_attachments",
 }
+# The routed channel cannot take the post: open the thread in the inbox channel instead.
+MISROUTED = {"channel_not_found", "is_archived", "not_in_channel"}
 
 
-def to_delivery_error(exc: Exception) -> DeliveryError:
+def to_delivery_error(exc: BaseException) -> DeliveryError:
     if isinstance(exc, SlackApiError):
         resp = exc.response
         status = getattr(resp, "status_code", 0)
-        error = (resp.data or {}).get("error", "") if isinstance(resp.data, dict) else ""
+        data = resp.data if isinstance(resp.data, dict) else {}
+        error = str(data.get("error") or "")
         if status == 429 or error == "ratelimited":
-            retry = resp.headers.get("Retry-After") or resp.headers.get("retry-after") or "1"
-            return DeliveryError(f"Slack rate limit ({error or status})", retry_after=float(retry))
+            headers = resp.headers or {}
+            raw = headers.get("Retry-After") or headers.get("retry-after") or "1"
+            try:
+                retry = max(float(raw), 0.0)
+            except ValueError:
+                retry = 1.0
+            return DeliveryError(f"Slack rate limit ({error or status})", retry_after=retry or 1.0)
         if error in PERMANENT:
             return DeliveryError(f"Slack refused: {error}", permanent=True)
-        return DeliveryError(f"Slack error: {error or status}")
+        return DeliveryError(f"Slack error: {error or f'HTTP {status}'}")
+    if isinstance(exc, TimeoutError):
+        return DeliveryError("Slack did not answer in time")
     return DeliveryError(f"Slack unreachable: {type(exc).__name__}: {exc}")
+
+
+def slack_error(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError) and isinstance(exc.response.data, dict):
+        return str(exc.response.data.get("error") or "")
+    return ""
 
 
 class SlackInbox:
     name = "slack"
 
-    def __init__(self, client: AsyncWebClient, config: StoreConfig, inbox_channel: str) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        config: StoreConfig,
+        inbox_channel: str,
+        *,
+        remember: int = 10_000,
+        post_rate: float | None = None,
+    ) -> None:
         self.client = client
         self.config = config
         self.inbox_channel = inbox_channel
-        self.own_ts: set[str] = set()
+        self._own: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+        # The outbox paces when a post starts; the database work before the HTTP call varies,
+        # so two posts can still reach Slack closer together than the pace. This keeps the
+        # sends themselves apart (it waits at most one interval).
+        self._interval = 1.0 / post_rate if post_rate else 0.0
+        self._last_send: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    # ------------------------------------------------------------------ routing
 
     def channel_for(self, conversation: ConversationView | None) -> str:
+        """The channel of the first tag (in the store's config order) that has one, else the
+        inbox channel."""
         if conversation is not None:
-            for tag in conversation.tags:
-                t = self.config.tags.get(tag)
-                if t is not None and t.channel:
-                    return t.channel
+            for name, tag in self.config.tags.items():
+                if tag.channel and name in conversation.tags:
+                    return tag.channel
         return self.inbox_channel
 
     def rate_keys(self, conversation: ConversationView | None) -> list[str]:
@@ -66,28 +111,79 @@ class SlackInbox:
         channel = (ref or {}).get("channel") or self.channel_for(conversation)
         return [f"slack-channel:{channel}"]
 
-    def _parent(self, conversation: ConversationView) -> tuple[str, list[dict[str, Any]]]:
-        emoji = {n: t.emoji for n, t in self.config.tags.items()}
-        return parent_blocks(conversation, list(self.config.tags), emoji)
+    # ------------------------------------------------------------------ own posts
+
+    def is_own(self, ts: str | None) -> bool:
+        return bool(ts) and ts in self._own
+
+    def _remember_ts(self, ts: str) -> None:
+        self._own[ts] = None
+        while len(self._own) > self._remember:
+            self._own.popitem(last=False)
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "chat.postMessage" and self._interval:
+            channel = str(kwargs.get("channel"))
+            lock = self._locks.setdefault(channel, asyncio.Lock())
+            async with lock:
+                wait = self._last_send.get(channel, -1e9) + self._interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._last_send[channel] = time.monotonic()
         try:
             resp = await self.client.api_call(method, json=kwargs)
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise to_delivery_error(exc) from exc
         data = dict(resp.data) if isinstance(resp.data, dict) else {}
         if data.get("ts"):
-            self.own_ts.add(str(data["ts"]))
+            self._remember_ts(str(data["ts"]))
         return data
+
+    def _parent(self, conversation: ConversationView) -> tuple[str, list[dict[str, Any]]]:
+        emoji = {n: t.emoji for n, t in self.config.tags.items()}
+        return parent_blocks(conversation, list(self.config.tags), emoji, self.config.note_prefix)
+
+    # ------------------------------------------------------------------ Inbox
 
     async def open_thread(
         self, conversation: ConversationView, history: list[MessageView], context: dict[str, Any]
     ) -> dict[str, Any]:
+        """The parent message only; the history follows as paced posts of its own."""
         channel = self.channel_for(conversation)
         text, blocks = self._parent(conversation)
-        parent = await self._call(
-            "chat.postMessage", channel=channel, text=text, blocks=blocks, unfurl_links=False
-        )
+        try:
+            parent = await self._call(
+                "chat.postMessage", channel=channel, text=text, blocks=blocks, unfurl_links=False
+            )
+        except DeliveryError as exc:
+            cause = slack_error(exc.__cause__) if exc.__cause__ else ""
+            if cause in MISROUTED and channel != self.inbox_channel:
+                log.warning("cannot post in <#%s> (%s); opening #%s in the inbox channel",
+                            channel, cause, conversation.id)
+                note = {
+                    "type": "context",
+                    "elements": [
+                        {
+                            "type": "mrkdwn",
+                            "text": f":warning: Routed to <#{escape(channel)}> by tag, but Slack "
+                            f"said `{cause}` there: invite the bot or fix the tag's channel.",
+                        }
+                    ],
+                }
+                channel = self.inbox_channel
+                parent = await self._call(
+                    "chat.postMessage",
+                    channel=channel,
+                    text=text,
+                    blocks=[*blocks[:-1], note, blocks[-1]],
+                    unfurl_links=False,
+                )
+            elif cause in ("invalid_blocks", "invalid_blocks_format"):
+                # Never lose a handoff to a rendering problem: the plain-text ticket instead.
+                log.error("Slack rejected the ticket blocks for #%s; posting text", conversation.id)
+                parent = await self._call("chat.postMessage", channel=channel, text=text)
+            else:
+                raise
         ts = str(parent["ts"])
         channel = str(parent.get("channel") or channel)
         return {"channel": channel, "ts": ts, "thread_key": f"{channel}:{ts}"}
@@ -95,8 +191,8 @@ class SlackInbox:
     async def post_history(
         self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]
     ) -> int:
-        """One thread post of as much history as fits (50 sections of up to 3,000 characters)."""
-        text, blocks, last_id = history_messages(history)[0]
+        """One thread post of as much history as fits; the worker calls again for the rest."""
+        text, blocks, last_id = history_posts(history)[0]
         await self._call(
             "chat.postMessage",
             channel=ref["channel"],
@@ -104,19 +200,20 @@ class SlackInbox:
             text=text,
             blocks=blocks,
             unfurl_links=False,
+            unfurl_media=False,
         )
         return last_id
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
     ) -> dict[str, Any] | None:
-        text = message_line(message)
         data = await self._call(
             "chat.postMessage",
             channel=ref["channel"],
             thread_ts=ref["ts"],
-            text=text[:39000],
             unfurl_links=False,
+            unfurl_media=False,
+            **message_post(message),
         )
         return {"ts": data.get("ts")}
 

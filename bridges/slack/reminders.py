@@ -1,18 +1,28 @@
-"""A nudge in the thread when a handoff waits unclaimed past its SLA (once per handoff)."""
+"""A nudge in the thread when a handoff waits unclaimed past its SLA: once per handoff, with an
+optional @-mention of a group (`store.reminder_mention`, e.g. `<!subteam^S0123>`).
+
+A handoff's SLA is what its rule promised the shopper (`sla_minutes`, 5 for a VIP say), capped
+by `store.reminder_minutes`. Each reminder is recorded under a unique key before it is queued,
+so several instances checking at once still remind once. Old Slack event ids are pruned here
+too (Slack retries within minutes; a day is plenty)."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from agent.storeconfig import StoreConfig
 from bot.core import Core
 from bot.periodic import Periodic
-from storage.models import AlertLog, Conversation, utcnow
+from storage import repo
+from storage.models import Conversation, ProcessedId, utcnow
 
 log = logging.getLogger("handoff.slack.reminders")
+REMINDER_SOURCE = "slack-reminder"
+EVENT_SOURCE = "slack-event"
+KEEP_EVENT_IDS = timedelta(days=1)
 
 
 class ReminderLoop:
@@ -20,40 +30,50 @@ class ReminderLoop:
         self.core = core
         self.config = config
         self.interval = interval
+        self._runner: Periodic | None = None
+
+    def due_minutes(self, conv: Conversation) -> int:
+        cap = self.config.store.reminder_minutes
+        sla = (conv.context or {}).get("sla_minutes")
+        return min(cap, int(sla)) if isinstance(sla, int | float) and sla > 0 else cap
 
     async def check(self) -> list[int]:
-        minutes = self.config.store.reminder_minutes
         now = utcnow()
+        soonest = min(
+            [self.config.store.reminder_minutes]
+            + [r.sla_minutes for rs in self.config.rule_sets for r in rs.rules if r.sla_minutes]
+        )
         due: list[tuple[int, str]] = []
         async with self.core.sessions() as s, s.begin():
             convs = list(
                 await s.scalars(
                     select(Conversation).where(
                         Conversation.state == "queued",
-                        Conversation.handed_off_at < now - timedelta(minutes=minutes),
+                        Conversation.handed_off_at < now - timedelta(minutes=soonest),
                     )
                 )
             )
             for conv in convs:
-                key = f"reminder:{conv.id}:{conv.handed_off_at.isoformat() if conv.handed_off_at else ''}"
-                if (
-                    await s.scalar(select(AlertLog.id).where(AlertLog.key == key).limit(1))
-                    is not None
-                ):
+                assert conv.handed_off_at is not None
+                limit = self.due_minutes(conv)
+                waited = int((now - conv.handed_off_at).total_seconds() // 60)
+                if waited < limit:
                     continue
-                waited = (
-                    int((now - conv.handed_off_at).total_seconds() // 60)
-                    if conv.handed_off_at
-                    else minutes
+                key = f"{conv.id}:{conv.handed_off_at.isoformat()}"
+                if not await repo.mark_processed(s, REMINDER_SOURCE, key):
+                    continue  # reminded already (here or on another instance)
+                mention = self.config.store.reminder_mention
+                text = (
+                    (f"{mention} " if mention else "")
+                    + f":alarm_clock: #{conv.id} has waited {waited} minutes without an owner "
+                    f"(its SLA is {limit} minutes). Claim it?"
                 )
-                mention = (
-                    f"{self.config.store.reminder_mention} "
-                    if self.config.store.reminder_mention
-                    else ""
-                )
-                text = f"{mention}:alarm_clock: #{conv.id} has waited {waited} minutes without an owner. Claim it?"
-                s.add(AlertLog(key=key, text=text, at=now))
                 due.append((conv.id, text))
+            await s.execute(
+                delete(ProcessedId).where(
+                    ProcessedId.source == EVENT_SOURCE, ProcessedId.at < now - KEEP_EVENT_IDS
+                )
+            )
         for cid, text in due:
             await self.core.inbox_notice(cid, text)
         return [cid for cid, _ in due]
@@ -63,5 +83,5 @@ class ReminderLoop:
         self._runner.start()
 
     async def stop(self) -> None:
-        if getattr(self, "_runner", None) is not None:
+        if self._runner is not None:
             await self._runner.stop()

@@ -1,9 +1,19 @@
-"""A fake Slack Web API on 127.0.0.1 that speaks the real wire format: form or JSON bodies, a
-bearer token, `{"ok": false, "error": ...}`, and HTTP 429 with Retry-After when a channel is
-posted to faster than its limit. It records every call and can fail on demand."""
+"""A fake Slack on 127.0.0.1 that speaks the real wire format, for the real slack_sdk client and
+Bolt app: form or JSON bodies, a bearer token, `{"ok": false, "error": ...}` answers, and HTTP
+429 with Retry-After when a channel is posted to faster than its limit.
+
+Web API methods: auth.test, chat.postMessage, chat.update, chat.postEphemeral, users.info
+(anything else answers `unknown_method`, so an unexpected call shows up in `calls`). It also
+serves response URLs (what Bolt's `respond()` posts to) and records them.
+
+It records every call, and can fail on demand: `fail_status` answers every call with that HTTP
+status (an outage), `stall` holds every call that long and then answers 503 without doing it
+(a timeout for a client with a shorter one), `errors[(method, channel)]` answers one Slack
+error, `min_interval` is the per-channel posting limit (0: none)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -20,6 +30,7 @@ TOKEN = "xoxb-test-token"
 SIGNING_SECRET = "test-signing-secret"
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
+TEAM_URL = "https://example.slack.com/"
 USERS = {"U1": "Maria Lopez", "U2": "Sam Chen"}
 
 
@@ -29,26 +40,38 @@ class Call:
     args: dict[str, Any]
     at: float
     status: int
+    error: str | None = None
 
 
 @dataclass
 class FakeSlack:
-    min_interval: float = 0.0  # seconds between posts to one channel before 429
+    min_interval: float = 0.0  # seconds between posts to one channel before 429 (0: no limit)
     retry_after: int = 1
     fail_status: int | None = None  # answer every call with this status (an outage)
+    stall: float = 0.0  # hold every call this long, then answer 503 without doing it
+    errors: dict[tuple[str, str], str] = field(default_factory=dict)  # (method, channel) -> error
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> posts
+    ephemerals: list[dict[str, Any]] = field(default_factory=list)
+    responses: list[dict[str, Any]] = field(default_factory=list)  # bodies posted to response URLs
     _last_post: dict[str, float] = field(default_factory=dict)
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _urls: itertools.count = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
+
+    # ------------------------------------------------------------------ queries
 
     @property
     def url(self) -> str:
         assert self.server is not None
         return str(self.server.make_url("/api/"))
 
+    def response_url(self) -> str:
+        assert self.server is not None
+        return str(self.server.make_url(f"/respond/{next(self._urls)}"))
+
     def ok_calls(self, method: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method and c.status == 200]
+        return [c for c in self.calls if c.method == method and c.status == 200 and not c.error]
 
     def posts(
         self, channel: str | None = None, thread_ts: str | None = None
@@ -58,13 +81,25 @@ class FakeSlack:
             out = [m for m in out if m.get("thread_ts") == thread_ts]
         return out
 
-    def parents(self) -> list[dict[str, Any]]:
-        return [m for m in self.posts() if not m.get("thread_ts")]
+    def parents(self, channel: str | None = None) -> list[dict[str, Any]]:
+        return [m for m in self.posts(channel) if not m.get("thread_ts")]
+
+    def thread_text(self, thread_ts: str) -> str:
+        """Everything shown in a thread, as one string (blocks when present, else text)."""
+        out = []
+        for m in self.posts(thread_ts=thread_ts):
+            if m.get("blocks"):
+                out.extend(b.get("text", {}).get("text", "") for b in m["blocks"])
+            else:
+                out.append(m.get("text", ""))
+        return "\n".join(out)
+
+    # ------------------------------------------------------------------ server
 
     async def handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if request.method == "GET":
-            args = dict(request.query)
+            args: dict[str, Any] = dict(request.query)
         elif request.content_type == "application/json":
             args = await request.json()
         else:
@@ -74,63 +109,58 @@ class FakeSlack:
                 args[key] = json.loads(args[key])
         auth = request.headers.get("Authorization", "")
         now = time.monotonic()
+        if self.stall:
+            # Recorded first: a client that gives up disconnects, and the server may cancel us.
+            self.calls.append(Call(method, args, now, 503))
+            await asyncio.sleep(self.stall)
+            return web.Response(status=503, text="upstream timed out", content_type="text/html")
         if self.fail_status:
             self.calls.append(Call(method, args, now, self.fail_status))
             return web.json_response(
                 {"ok": False, "error": "internal_error"}, status=self.fail_status
             )
-        if auth != f"Bearer {TOKEN}":
-            self.calls.append(Call(method, args, now, 200))
-            return web.json_response({"ok": False, "error": "invalid_auth"})
+        token = auth.removeprefix("Bearer ") if auth else args.get("token")
+        if token != TOKEN:
+            return self._error(method, args, now, "not_authed" if not token else "invalid_auth")
+        channel = str(args.get("channel", ""))
+        if (method, channel) in self.errors:
+            return self._error(method, args, now, self.errors[(method, channel)])
         if method == "chat.postMessage":
-            channel = args.get("channel", "")
-            last = self._last_post.get(channel)
-            if last is not None and now - last < self.min_interval:
-                self.calls.append(Call(method, args, now, 429))
-                return web.json_response(
-                    {"ok": False, "error": "ratelimited"},
-                    status=429,
-                    headers={"Retry-After": str(self.retry_after)},
-                )
-            self._last_post[channel] = now
-            ts = f"{1700000000 + next(self._ts)}.000100"
-            msg = {"ts": ts, "channel": channel, **args}
-            self.messages.setdefault(channel, []).append(msg)
+            return self._post(args, now)
+        if method == "auth.test":
             self.calls.append(Call(method, args, now, 200))
             return web.json_response(
                 {
                     "ok": True,
-                    "channel": channel,
-                    "ts": ts,
-                    "message": {"ts": ts, "text": args.get("text")},
-                }
-            )
-        self.calls.append(Call(method, args, now, 200))
-        if method == "auth.test":
-            return web.json_response(
-                {
-                    "ok": True,
-                    "url": "https://example.slack.com/",
+                    "url": TEAM_URL,
                     "team": "Example",
                     "user": "handoff",
                     "team_id": "T1",
                     "user_id": BOT_USER,
                     "bot_id": BOT_ID,
+                    "is_enterprise_install": False,
                 }
             )
         if method == "chat.update":
-            for msgs in self.messages.values():
-                for m in msgs:
-                    if m["ts"] == args.get("ts"):
-                        m.update({k: v for k, v in args.items() if k in ("text", "blocks")})
-                        return web.json_response(
-                            {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
-                        )
-            return web.json_response({"ok": False, "error": "message_not_found"})
+            for m in self.messages.get(channel, []):
+                if m["ts"] == args.get("ts"):
+                    m.update({k: v for k, v in args.items() if k in ("text", "blocks")})
+                    m["edits"] = m.get("edits", 0) + 1
+                    self.calls.append(Call(method, args, now, 200))
+                    return web.json_response({"ok": True, "channel": channel, "ts": m["ts"]})
+            return self._error(method, args, now, "message_not_found")
+        if method == "chat.postEphemeral":
+            if not args.get("user"):
+                return self._error(method, args, now, "user_not_in_channel")
+            self.ephemerals.append(args)
+            self.calls.append(Call(method, args, now, 200))
+            return web.json_response({"ok": True, "message_ts": f"{time.time():.6f}"})
         if method == "users.info":
-            uid = args.get("user")
+            uid = str(args.get("user"))
             if uid not in USERS:
-                return web.json_response({"ok": False, "error": "user_not_found"})
+                return self._error(method, args, now, "user_not_found")
+            self.calls.append(Call(method, args, now, 200))
+            first, last = USERS[uid].split()
             return web.json_response(
                 {
                     "ok": True,
@@ -138,16 +168,56 @@ class FakeSlack:
                         "id": uid,
                         "name": uid.lower(),
                         "real_name": USERS[uid],
-                        "profile": {"real_name": USERS[uid], "display_name": USERS[uid].split()[0]},
+                        "profile": {
+                            "real_name": USERS[uid],
+                            "display_name": first.lower(),
+                            "first_name": first,
+                            "last_name": last,
+                        },
                     },
                 }
             )
-        return web.json_response({"ok": False, "error": "unknown_method"})
+        return self._error(method, args, now, "unknown_method")
+
+    def _error(self, method: str, args: dict[str, Any], now: float, error: str) -> web.Response:
+        self.calls.append(Call(method, args, now, 200, error))
+        return web.json_response({"ok": False, "error": error})
+
+    def _post(self, args: dict[str, Any], now: float) -> web.Response:
+        channel = str(args.get("channel", ""))
+        last = self._last_post.get(channel)
+        if self.min_interval and last is not None and now - last < self.min_interval:
+            self.calls.append(Call("chat.postMessage", args, now, 429))
+            return web.json_response(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(self.retry_after)},
+            )
+        if not args.get("text") and not args.get("blocks"):
+            return self._error("chat.postMessage", args, now, "no_text")
+        self._last_post[channel] = now
+        ts = f"{1700000000 + next(self._ts)}.000100"
+        msg = {"ts": ts, "channel": channel, **args}
+        self.messages.setdefault(channel, []).append(msg)
+        self.calls.append(Call("chat.postMessage", args, now, 200))
+        return web.json_response(
+            {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {"ts": ts, "text": args.get("text"), "bot_id": BOT_ID},
+            }
+        )
+
+    async def respond(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
 
     async def start(self) -> FakeSlack:
         app = web.Application()
         app.router.add_post("/api/{method}", self.handle)
         app.router.add_get("/api/{method}", self.handle)
+        app.router.add_post("/respond/{n}", self.respond)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
         return self
@@ -157,7 +227,11 @@ class FakeSlack:
             await self.server.close()
 
 
+# ---------------------------------------------------------------------- signed requests
+
+
 def sign(body: str, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 signature: HMAC-SHA256 of `v0:{timestamp}:{body}` with the signing secret."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
     return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}"}
@@ -178,35 +252,50 @@ def event_body(event: dict[str, Any], event_id: str) -> str:
     )
 
 
-def command_body(text: str, channel: str, user: str = "U1") -> str:
+def command_body(
+    text: str, channel: str, user: str = "U1", response_url: str = "http://127.0.0.1:9/unused"
+) -> str:
     return urlencode(
         {
             "token": "legacy",
             "team_id": "T1",
+            "team_domain": "example",
             "channel_id": channel,
+            "channel_name": "support",
             "user_id": user,
             "user_name": user.lower(),
             "command": "/handoff",
             "text": text,
-            "response_url": "http://127.0.0.1:9/unused",
+            "response_url": response_url,
             "trigger_id": "t1",
             "api_app_id": "A1",
         }
     )
 
 
-def action_body(action: dict[str, Any], channel: str, message_ts: str, user: str = "U1") -> str:
+def action_body(
+    action: dict[str, Any],
+    channel: str,
+    message_ts: str,
+    user: str = "U1",
+    response_url: str = "http://127.0.0.1:9/unused",
+) -> str:
     payload = {
         "type": "block_actions",
-        "team": {"id": "T1"},
-        "user": {"id": user},
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
         "api_app_id": "A1",
         "token": "legacy",
         "trigger_id": "t1",
-        "channel": {"id": channel},
-        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel},
-        "message": {"ts": message_ts},
-        "response_url": "http://127.0.0.1:9/unused",
-        "actions": [{"block_id": "b", "action_ts": str(time.time()), **action}],
+        "channel": {"id": channel, "name": "support"},
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        },
+        "message": {"ts": message_ts, "type": "message", "bot_id": BOT_ID},
+        "response_url": response_url,
+        "actions": [{"block_id": "b", "action_ts": f"{time.time():.6f}", **action}],
     }
     return urlencode({"payload": json.dumps(payload)})
