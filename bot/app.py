@@ -194,7 +194,9 @@ def build_app(
             from bot.shared_pacing import SharedPacer
 
             # Destinations whose limit is per platform, not per process, are paced across instances.
-            worker.shared_pacer = SharedPacer(sessions, {"slack-channel": settings.slack_post_rate})
+            worker.shared_pacer = SharedPacer(
+                sessions, {"slack-channel": settings.slack_post_rate, "slack-update": settings.slack_update_rate}
+            )
             from bot.fanout import PgFanout, asyncpg_dsn
 
             fanout = PgFanout(asyncpg_dsn(settings.database_url), live)

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.live import LiveHub
@@ -24,9 +23,22 @@ from bot.masking import mask_sensitive
 from bot.metrics import Metrics
 from bot.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from storage import repo
-from storage.models import Conversation, Message, OutboxRow, utcnow
+from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
 
 log = logging.getLogger("handoff.core")
+
+
+def _next_unhandled(conversation_id: int) -> Any:
+    """The id of the conversation's oldest shopper message not yet answered, as a subquery."""
+    return (
+        select(func.min(Message.id))
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.role == "shopper",
+            Message.handled.is_(False),
+        )
+        .scalar_subquery()
+    )
 
 
 class CoreError(Exception):
@@ -187,48 +199,48 @@ class Core:
         Returns the message and whether it was new. `answer=False` records it without a turn
         (an edited message, an unsupported attachment)."""
         text = self._clean_text(text)
-        async with self.sessions() as s:
-            async with s.begin():
-                conv = await s.get(Conversation, conversation_id)
-                if conv is None:
-                    raise UnknownConversation(f"No conversation #{conversation_id}.")
-                if platform_id is not None:
-                    existing = await s.scalar(
-                        select(Message).where(
-                            Message.conversation_id == conversation_id,
-                            Message.source == source,
-                            Message.platform_id == platform_id,
-                        )
+        # Two statements on the hot path: touch the conversation (which also says it exists),
+        # then insert unless this platform id is already there. A duplicate is the rare case.
+        async with self.sessions() as s, s.begin():
+            now = utcnow()
+            touched = await s.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(updated_at=now)
+            )
+            if touched.rowcount != 1:
+                raise UnknownConversation(f"No conversation #{conversation_id}.")
+            values = {
+                "conversation_id": conversation_id,
+                "role": "shopper",
+                "text": text,
+                "source": source,
+                "platform_id": platform_id,
+                "handled": not answer,
+                "meta": meta or {},
+                "created_at": now,
+            }
+            new_id = await repo.insert_message_once(s, values)
+            if new_id is None:
+                existing = await s.scalar(
+                    select(Message).where(
+                        Message.conversation_id == conversation_id,
+                        Message.source == source,
+                        Message.platform_id == platform_id,
                     )
-                    if existing is not None:
-                        return repo.message_view(existing), False
-                msg = Message(
-                    conversation_id=conversation_id,
-                    role="shopper",
-                    text=text,
-                    source=source,
-                    platform_id=platform_id,
-                    handled=not answer,
-                    meta=meta or {},
                 )
-                s.add(msg)
-                try:
-                    async with s.begin_nested():
-                        await s.flush()
-                except IntegrityError:
-                    # The same platform id raced in on another request: that one is the message.
-                    s.expunge(msg)
-                    existing = await s.scalar(
-                        select(Message).where(
-                            Message.conversation_id == conversation_id,
-                            Message.source == source,
-                            Message.platform_id == platform_id,
-                        )
-                    )
-                    assert existing is not None
-                    return repo.message_view(existing), False
-                repo.touch(conv)
-                view = repo.message_view(msg)
+                assert existing is not None
+                return repo.message_view(existing), False
+            view = MessageView(
+                id=new_id,
+                conversation_id=conversation_id,
+                role="shopper",
+                text=text,
+                author=None,
+                created_at=now,
+                meta=dict(meta or {}),
+                platform_id=platform_id,
+            )
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
         self.metrics.messages_in.labels(source, "shopper").inc()
         self._changed(conversation_id, outbox=False)
@@ -355,25 +367,22 @@ class Core:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _process_next(self, conversation_id: int) -> bool:
+        # One query says whether anything waits (and what the conversation is); the agent's
+        # inputs (tags, history) only when it will run.
         async with self.sessions() as s:
-            msg = await s.scalar(
-                select(Message)
-                .where(
-                    Message.conversation_id == conversation_id,
-                    Message.role == "shopper",
-                    Message.handled.is_(False),
+            row = (
+                await s.execute(
+                    select(Conversation, Customer, _next_unhandled(conversation_id))
+                    .join(Customer, Customer.id == Conversation.customer_id)
+                    .where(Conversation.id == conversation_id)
                 )
-                .order_by(Message.id)
-                .limit(1)
-            )
-            if msg is None:
+            ).first()
+            if row is None or row[2] is None:
                 return False
-            conv = await s.get(Conversation, conversation_id)
-            assert conv is not None
+            conv, customer, msg_id = row
             state = conv.state
-            msg_id = msg.id
             if state == "bot":
-                view = await repo.conversation_view(s, conv)
+                view = repo.make_view(conv, customer, await repo.tags_of(s, conversation_id))
                 hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
 
         if state == "resolved":
@@ -413,11 +422,9 @@ class Core:
     async def _apply_turn(self, conversation_id: int, msg_id: int, turn: Turn) -> None:
         async with self.sessions() as s, s.begin():
             conv = await s.get(Conversation, conversation_id, with_for_update=True)
-            msg = await s.get(Message, msg_id)
-            assert conv is not None and msg is not None
-            if msg.handled:
+            assert conv is not None
+            if not await self._mark_handled(s, msg_id):
                 return
-            msg.handled = True
             if conv.state != "bot":
                 # A person took over while the agent was thinking: the agent stays silent.
                 if conv.state in ("queued", "claimed"):
@@ -495,14 +502,22 @@ class Core:
             self._enqueue(s, conv, "shopper", "state", {"state": "bot"})
         self._changed(conversation_id)
 
+    @staticmethod
+    async def _mark_handled(s: AsyncSession, msg_id: int) -> bool:
+        """Take the message as answered, once: False if another turn already did."""
+        res = await s.execute(
+            update(Message)
+            .where(Message.id == msg_id, Message.handled.is_(False))
+            .values(handled=True)
+        )
+        return res.rowcount == 1
+
     async def _relay_to_inbox(self, conversation_id: int, msg_id: int) -> None:
         async with self.sessions() as s, s.begin():
             conv = await s.get(Conversation, conversation_id, with_for_update=True)
-            msg = await s.get(Message, msg_id)
-            assert msg is not None and conv is not None
-            if msg.handled:
+            assert conv is not None
+            if not await self._mark_handled(s, msg_id):
                 return
-            msg.handled = True
             self._enqueue(s, conv, "inbox", "post", {"message_id": msg_id})
         self._changed(conversation_id)
 

@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import random
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
@@ -76,6 +77,9 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._in_flight: set[tuple[Any, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The rate keys each lane's rows had last time (they change only when a thread opens or
+        # a tag routes elsewhere), so rows waiting on a paced destination cost no query per tick.
+        self._keys: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
         self._stopped = False
         self._runner: asyncio.Task[None] | None = None
 
@@ -138,9 +142,18 @@ class DeliveryWorker:
         now = utcnow()
         earlier = aliased(OutboxRow)
         async with self.sessions() as s:
+            # Columns, not ORM rows: this runs on every kick, and a backlog (a Slack channel
+            # paced at 1 post/s) is read again each time; its payloads are not needed here.
             rows = list(
-                await s.scalars(
-                    select(OutboxRow)
+                await s.execute(
+                    select(
+                        OutboxRow.id,
+                        OutboxRow.conversation_id,
+                        OutboxRow.lane,
+                        OutboxRow.destination,
+                        OutboxRow.kind,
+                        OutboxRow.next_attempt_at,
+                    )
                     .where(
                         OutboxRow.status == "pending",
                         ~exists().where(
@@ -170,6 +183,14 @@ class DeliveryWorker:
                 if row.next_attempt_at > now:
                     next_wait = min(next_wait, (row.next_attempt_at - now).total_seconds())
                     continue
+                # A row whose destination was paced out last time is most likely still paced
+                # out: skip it without loading its conversation.
+                known = self._keys.get((lane_key, row.kind))
+                if known is not None:
+                    wait = self.pacer.wait_time(known)
+                    if wait > 0:
+                        next_wait = min(next_wait, wait)
+                        continue
                 candidates.append((row, lane_key))
             ids = {r.conversation_id for r, _ in candidates if r.conversation_id is not None}
             convs = await repo.load_views(s, ids) if ids else {}
@@ -177,7 +198,8 @@ class DeliveryWorker:
         for row, lane_key in candidates:
             conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
             adapter = self._adapter(row)
-            keys = adapter.rate_keys(conv) if adapter is not None else []
+            keys = adapter.rate_keys(conv, row.kind) if adapter is not None else []
+            self._remember_keys((lane_key, row.kind), keys)
             wait = self.pacer.wait_time(keys)
             if wait > 0:
                 next_wait = min(next_wait, wait)
@@ -190,7 +212,13 @@ class DeliveryWorker:
             task.add_done_callback(self._tasks.discard)
         return 0.0 if started and len(rows) >= self.batch else max(next_wait, 0.005)
 
-    def _adapter(self, row: OutboxRow) -> ShopperChannel | Inbox | None:
+    def _remember_keys(self, key: tuple[Any, ...], keys: list[str]) -> None:
+        self._keys[key] = keys
+        self._keys.move_to_end(key)
+        while len(self._keys) > 50_000:
+            self._keys.popitem(last=False)
+
+    def _adapter(self, row: Any) -> ShopperChannel | Inbox | None:
         if row.lane == "shopper":
             return self.channels.get(row.destination)
         return self.inboxes.get(row.destination)

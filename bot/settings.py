@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
     slack_post_rate: float = 1.0  # chat.postMessage per second per channel (Slack's documented pace)
+    # chat.update is Tier 3 (50+ a minute per workspace): ticket edits are paced apart from posts.
+    slack_update_rate: float = Field(default=45 / 60, gt=0)
 
     telegram_bot_token: SecretStr | None = None
     telegram_webhook_secret: SecretStr | None = None

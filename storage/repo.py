@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -47,6 +49,19 @@ def message_view(m: Message) -> MessageView:
     )
 
 
+async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> int | None:
+    """Insert a message unless its (conversation, source, platform id) is already stored; its id,
+    or None for a duplicate. One INSERT ... ON CONFLICT DO NOTHING RETURNING, on SQLite and on
+    PostgreSQL alike, instead of a SELECT, a SAVEPOINT and an INSERT."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Message).values(**values)
+    if values.get("platform_id") is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=["conversation_id", "source", "platform_id"]
+        )
+    return await session.scalar(stmt.returning(Message.id))
+
+
 async def tags_of(session: AsyncSession, conversation_id: int) -> tuple[str, ...]:
     rows = await session.scalars(
         select(ConversationTag.tag)
@@ -59,7 +74,7 @@ async def tags_of(session: AsyncSession, conversation_id: int) -> tuple[str, ...
 async def conversation_view(session: AsyncSession, conv: Conversation) -> ConversationView:
     customer = await session.get(Customer, conv.customer_id)
     assert customer is not None
-    return _view(conv, customer, await tags_of(session, conv.id))
+    return make_view(conv, customer, await tags_of(session, conv.id))
 
 
 async def load_views(
@@ -83,10 +98,10 @@ async def load_views(
         )
     ).all():
         tags.setdefault(cid, []).append(tag)
-    return {c.id: _view(c, customers[c.customer_id], tuple(tags.get(c.id, ()))) for c in convs}
+    return {c.id: make_view(c, customers[c.customer_id], tuple(tags.get(c.id, ()))) for c in convs}
 
 
-def _view(conv: Conversation, customer: Customer, tags: tuple[str, ...]) -> ConversationView:
+def make_view(conv: Conversation, customer: Customer, tags: tuple[str, ...]) -> ConversationView:
     return ConversationView(
         id=conv.id,
         channel=conv.channel,

@@ -50,7 +50,7 @@ class FakeChannel:
     async def state(self, conversation: ConversationView) -> None:
         self.states.append((conversation.id, conversation.state))
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
         return [f"fake-chat:{conversation.id}"] if conversation else []
 
     def texts(self, conversation_id: int) -> list[str]:
@@ -94,5 +94,5 @@ class FakeInbox:
     async def alert(self, text: str) -> None:
         self.alerts.append(text)
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
         return ["fake-inbox:all"]

@@ -106,7 +106,11 @@ class SlackInbox:
                     return tag.channel
         return self.inbox_channel
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "post") -> list[str]:
+        """chat.postMessage is limited per channel (~1/s); chat.update is its own method tier
+        (Tier 3, ~50/min per workspace), so editing a ticket never spends a channel's post."""
+        if kind == "update":
+            return ["slack-update:all"]
         ref = conversation.inbox_ref if conversation is not None else None
         channel = (ref or {}).get("channel") or self.channel_for(conversation)
         return [f"slack-channel:{channel}"]

@@ -148,6 +148,7 @@ def setup_slack(app: web.Application, settings: Settings, config: StoreConfig) -
         services.inboxes["slack"] = inbox
         services.core.inbox_name = "slack"
         services.worker.pacer.limit("slack-channel", rate=settings.slack_post_rate, burst=1)
+        services.worker.pacer.limit("slack-update", rate=settings.slack_update_rate, burst=5)
         reminders = ReminderLoop(services.core, config)
         reminders.start()
         services.extras["slack"] = {

@@ -143,7 +143,7 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ ShopperChannel
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
         if conversation is None or not conversation.channel_ref:
             return ["tg-all"]
         return [f"tg-chat:{conversation.channel_ref}", "tg-all"]

@@ -51,7 +51,7 @@ class WebInbox:
         self.alerts = [*self.alerts[-49:], text]
         self.live.publish("inbox", {"type": "alert", "text": text})
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "post") -> list[str]:
         return []
 
 

@@ -39,7 +39,7 @@ class WidgetChannel:
     async def typing(self, conversation: ConversationView) -> None:
         self.live.publish(f"conv:{conversation.id}", {"type": "typing"})
 
-    def rate_keys(self, conversation: ConversationView | None) -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
         return []
 
 

@@ -173,3 +173,21 @@ async def test_posts_for_one_conversation_keep_their_order_while_others_interlea
     for cid, token, ts in ((a, a_token, ts_a), (b, b_token, ts_b)):
         await assert_each_once_in_order(h, cid, token, ts)
     assert INBOX in slack.messages
+
+
+def test_ticket_edits_do_not_spend_the_channels_post_pace(store_config: Any) -> None:
+    """chat.update has its own tier: claiming a ticket must not delay the next thread post."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bot.pacing import Pacer
+    from bridges.slack.inbox import SlackInbox
+
+    inbox = SlackInbox(AsyncWebClient(token="xoxb-test"), store_config, INBOX)
+    pacer = Pacer()
+    pacer.limit("slack-channel", 1.0)
+    pacer.limit("slack-update", 0.75, burst=5)
+    post, edit = inbox.rate_keys(None, "post"), inbox.rate_keys(None, "update")
+    pacer.take(edit)
+    assert pacer.wait_time(post) == 0
+    pacer.take(post)
+    assert pacer.wait_time(post) > 0 and pacer.wait_time(edit) == 0

@@ -1,0 +1,124 @@
+"""What one shopper message costs inside the service: SQL statements, transactions, and CPU time
+per message, from the widget's WebSocket to the agent's reply on the same socket.
+
+The flash-sale benchmark says how fast the whole thing goes; this says where the work is, in
+counts that do not depend on how noisy the machine is (statements, transactions) plus CPU time
+per message. It runs the service in this process (SQLite in a temporary folder, the demo store,
+the offline agent) and drives it with real WebSocket clients:
+
+    .venv/bin/python bench/per_message.py --shoppers 50 --messages 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import event
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.storeconfig import load_config  # noqa: E402
+from bot.app import SERVICES, build_app  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from bot.shop_server import ShopData, start_shop  # noqa: E402
+
+QUESTIONS = [
+    "When does the flash sale end?",
+    "How long does shipping take?",
+    "Can I return sale items?",
+    "Where is my order FP-100234?",
+]
+
+
+async def shopper(http: aiohttp.ClientSession, base: str, n: int, latencies: list[float]) -> None:
+    async with http.post(f"{base}/api/conversations", json={"email": "ann@example.com"}) as r:
+        data = await r.json()
+    url = f"{base}/api/conversations/{data['conversation_id']}/ws?token={data['token']}"
+    async with http.ws_connect(url) as ws:
+        for i in range(n):
+            t = time.perf_counter()
+            await ws.send_json({"type": "message", "text": QUESTIONS[i % len(QUESTIONS)], "client_id": str(i)})
+            async for msg in ws:
+                frame = json.loads(msg.data)
+                if frame.get("type") == "message" and frame.get("role") == "agent":
+                    latencies.append(time.perf_counter() - t)
+                    break
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    shop = ShopData()
+    shop.load(json.loads((ROOT / "examples/flash-sale/shop.json").read_text()))
+    shop_runner, shop_url = await start_shop(shop)
+    tmp = tempfile.mkdtemp(prefix="handoff-permsg-")
+    settings = Settings(
+        _env_file=None,
+        database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
+        shop_api_url=shop_url,
+        inbox_token="bench",
+        delivery_poll_seconds=0.5,
+    )
+    app = build_app(settings, load_config(ROOT / "examples/flash-sale/handoff.yaml"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    engine = app[SERVICES].core.sessions.kw["bind"].sync_engine
+    statements: Counter[str] = Counter()
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        statements[verb] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    begins = Counter[str]()
+    event.listen(engine, "begin", lambda conn: begins.update(["begin"]))
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        # Warm up (imports, caches, the knowledge index) before counting.
+        await shopper(http, base, 2, [])
+        await asyncio.sleep(0.5)
+        statements.clear()
+        begins.clear()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*[shopper(http, base, args.messages, latencies) for _ in range(args.shoppers)])
+        await app[SERVICES].worker.drain()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    await runner.cleanup()
+    await shop_runner.cleanup()
+    n = len(latencies)
+    total = sum(statements.values())
+    latencies.sort()
+    print(f"per-message cost: {args.shoppers} shoppers x {args.messages} messages = {n} answered")
+    print(f"  SQL statements/message {total / n:6.1f}  ({', '.join(f'{k} {v / n:.1f}' for k, v in statements.most_common())})")
+    print(f"  transactions/message   {begins['begin'] / n:6.1f}")
+    print(f"  CPU ms/message         {1000 * cpu / n:6.2f}  (this process: service and clients)")
+    print(f"  messages/s             {n / wall:6.1f}")
+    print(f"  latency p50/p99 ms     {1000 * latencies[n // 2]:.1f} / {1000 * latencies[int(n * 0.99) - 1]:.1f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shoppers", type=int, default=50)
+    p.add_argument("--messages", type=int, default=4)
+    args = p.parse_args()
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(var, None)
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
