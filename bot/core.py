@@ -205,6 +205,7 @@ class Core:
             now = utcnow()
             touched = await s.execute(
                 update(Conversation)
+                .execution_options(synchronize_session=False)
                 .where(Conversation.id == conversation_id)
                 .values(updated_at=now)
             )
@@ -507,6 +508,7 @@ class Core:
         """Take the message as answered, once: False if another turn already did."""
         res = await s.execute(
             update(Message)
+            .execution_options(synchronize_session=False)
             .where(Message.id == msg_id, Message.handled.is_(False))
             .values(handled=True)
         )

@@ -73,6 +73,7 @@ class DeliveryWorker:
         self.give_up_seconds = give_up_seconds
         self.batch = batch
         self.stats = DeliveryStats()
+        self.max_in_flight = max_in_flight
         self._sem = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._in_flight: set[tuple[Any, str]] = set()
@@ -194,8 +195,14 @@ class DeliveryWorker:
                 candidates.append((row, lane_key))
             ids = {r.conversation_id for r, _ in candidates if r.conversation_id is not None}
             convs = await repo.load_views(s, ids) if ids else {}
-        started = 0
+        # No more claimed at once than can be in flight: a claimed row waiting for a free slot
+        # would age towards its lease while nobody sends it.
+        room = self.max_in_flight - len(self._in_flight)
+        to_start: list[tuple[Any, tuple[Any, str], list[str], ConversationView | None]] = []
         for row, lane_key in candidates:
+            if len(to_start) >= room:
+                next_wait = 0.0
+                break
             conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
             adapter = self._adapter(row)
             keys = adapter.rate_keys(conv, row.kind) if adapter is not None else []
@@ -206,11 +213,43 @@ class DeliveryWorker:
                 continue
             self.pacer.take(keys)
             self._in_flight.add(lane_key)
-            started += 1
-            task = asyncio.create_task(self._deliver(row.id, lane_key, keys, conv))
+            to_start.append((row, lane_key, keys, conv))
+        claimed = await self._claim([row.id for row, *_ in to_start]) if to_start else {}
+        for row, lane_key, keys, conv in to_start:
+            claim = claimed.get(row.id)
+            if claim is None:  # another instance took it between our read and our claim
+                self._in_flight.discard(lane_key)
+                continue
+            task = asyncio.create_task(self._deliver(claim, lane_key, keys, conv))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return 0.0 if started and len(rows) >= self.batch else max(next_wait, 0.005)
+        return 0.0 if claimed and len(rows) >= self.batch else max(next_wait, 0.005)
+
+    async def _claim(self, row_ids: list[int]) -> dict[int, Any]:
+        """Claim every row this tick starts with one compare-and-set: of several workers
+        (instances) that saw a row as due, exactly one moves it to 'sending'; the lease frees it
+        if that one dies. One statement for the batch, not one transaction per row."""
+        async with self.sessions() as s, s.begin():
+            result = await s.execute(
+                update(OutboxRow)
+                .execution_options(synchronize_session=False)
+                .where(OutboxRow.id.in_(row_ids), OutboxRow.status == "pending")
+                .values(
+                    status="sending",
+                    lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
+                    attempts=OutboxRow.attempts + 1,
+                )
+                .returning(
+                    OutboxRow.id,
+                    OutboxRow.payload,
+                    OutboxRow.kind,
+                    OutboxRow.lane,
+                    OutboxRow.destination,
+                    OutboxRow.conversation_id,
+                    OutboxRow.created_at,
+                )
+            )
+            return {row.id: row for row in result.all()}
 
     def _remember_keys(self, key: tuple[Any, ...], keys: list[str]) -> None:
         self._keys[key] = keys
@@ -225,51 +264,27 @@ class DeliveryWorker:
 
     async def _deliver(
         self,
-        row_id: int,
+        claim: Any,
         lane_key: tuple[Any, str],
         keys: list[str],
         conv: ConversationView | None = None,
     ) -> None:
         async with self._sem:
             try:
-                await self._deliver_one(row_id, keys, conv)
+                await self._deliver_one(claim, keys, conv)
             except Exception:
-                log.exception("delivering outbox row %s crashed", row_id)
+                log.exception("delivering outbox row %s crashed", claim.id)
             finally:
                 self._in_flight.discard(lane_key)
                 self._wake.set()
 
     async def _deliver_one(
-        self, row_id: int, keys: list[str], conv: ConversationView | None = None
+        self, claim: Any, keys: list[str], conv: ConversationView | None = None
     ) -> None:
-        async with self.sessions() as s, s.begin():
-            # Claim with one compare-and-set: of several workers (instances) that saw this row
-            # as due, exactly one moves it to 'sending'; the lease frees it if that one dies.
-            claimed = (
-                await s.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.id == row_id, OutboxRow.status == "pending")
-                    .values(
-                        status="sending",
-                        lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
-                        attempts=OutboxRow.attempts + 1,
-                    )
-                    .returning(
-                        OutboxRow.payload,
-                        OutboxRow.kind,
-                        OutboxRow.lane,
-                        OutboxRow.destination,
-                        OutboxRow.conversation_id,
-                        OutboxRow.created_at,
-                    )
-                )
-            ).first()
-            if claimed is None:
-                return
-            payload, kind, lane, dest, conv_id, created = claimed
-            payload = dict(payload or {})
-            if created is not None and created.tzinfo is None:
-                created = created.replace(tzinfo=UTC)
+        row_id, payload, kind, lane, dest, conv_id, created = claim
+        payload = dict(payload or {})
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
         t0 = time.monotonic()
         try:
             if self.shared_pacer is not None:
@@ -282,6 +297,7 @@ class DeliveryWorker:
             async with self.sessions() as s, s.begin():
                 await s.execute(
                     update(OutboxRow)
+                    .execution_options(synchronize_session=False)
                     .where(OutboxRow.id == row_id)
                     .values(status="pending", attempts=0, next_attempt_at=utcnow())
                 )
@@ -289,6 +305,7 @@ class DeliveryWorker:
         async with self.sessions() as s, s.begin():
             await s.execute(
                 update(OutboxRow)
+                .execution_options(synchronize_session=False)
                 .where(OutboxRow.id == row_id)
                 .values(
                     status="sent",
