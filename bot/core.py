@@ -28,10 +28,10 @@ from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
 log = logging.getLogger("handoff.core")
 
 
-def _next_unhandled(conversation_id: int) -> Any:
-    """The id of the conversation's oldest shopper message not yet answered, as a subquery."""
+def _unhandled(conversation_id: int, what: Any) -> Any:
+    """Over the conversation's shopper messages not yet answered, as a scalar subquery."""
     return (
-        select(func.min(Message.id))
+        select(what)
         .where(
             Message.conversation_id == conversation_id,
             Message.role == "shopper",
@@ -268,7 +268,15 @@ class Core:
                 try:
                     if await self._acquire(conversation_id):
                         try:
-                            while await self._process_next(conversation_id):
+                            while waiting := await self._process_next(conversation_id):
+                                if (
+                                    waiting == 1
+                                    and not self.multi_instance
+                                    and conversation_id not in self._again
+                                ):
+                                    # That was the last one and nothing arrived meanwhile
+                                    # (intake would have marked it): no query to find nothing.
+                                    break
                                 await self._acquire(conversation_id)  # renew
                         finally:
                             await self._release(conversation_id)
@@ -367,20 +375,27 @@ class Core:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _process_next(self, conversation_id: int) -> bool:
+    async def _process_next(self, conversation_id: int) -> int:
+        """Take the oldest waiting message through a turn (or to the inbox); how many were
+        waiting, that one included (0: nothing to do)."""
         # One query says whether anything waits (and what the conversation is); the agent's
         # inputs (tags, history) only when it will run.
         async with self.sessions() as s:
             row = (
                 await s.execute(
-                    select(Conversation, Customer, _next_unhandled(conversation_id))
+                    select(
+                        Conversation,
+                        Customer,
+                        _unhandled(conversation_id, func.min(Message.id)),
+                        _unhandled(conversation_id, func.count()),
+                    )
                     .join(Customer, Customer.id == Conversation.customer_id)
                     .where(Conversation.id == conversation_id)
                 )
             ).first()
             if row is None or row[2] is None:
-                return False
-            conv, customer, msg_id = row
+                return 0
+            conv, customer, msg_id, waiting = row
             state = conv.state
             if state == "bot":
                 view = repo.make_view(conv, customer, await repo.tags_of(s, conversation_id))
@@ -395,7 +410,7 @@ class Core:
             state = "bot"
         if state in ("queued", "claimed"):
             await self._relay_to_inbox(conversation_id, msg_id)
-            return True
+            return int(waiting)
         hook = self.typing_hooks.get(view.channel)
         if hook is not None:
             with contextlib.suppress(Exception):
@@ -418,7 +433,7 @@ class Core:
             self.metrics.agent_tokens.labels("in").inc(turn.tokens_in)
             self.metrics.agent_tokens.labels("out").inc(turn.tokens_out)
         await self._apply_turn(conversation_id, msg_id, turn)
-        return True
+        return int(waiting)
 
     async def _apply_turn(self, conversation_id: int, msg_id: int, turn: Turn) -> None:
         async with self.sessions() as s, s.begin():
