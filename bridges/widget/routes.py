@@ -25,6 +25,8 @@ MAX_BODY = 64 * 1024
 
 class WidgetChannel:
     name = "widget"
+    # Every client (widget.js, the API's readers) drops a message id it already has.
+    idempotent_sends = True
 
     def __init__(self, live: LiveHub) -> None:
         self.live = live
