@@ -194,10 +194,15 @@ async def run_echo_clients(port: int, shoppers: int, messages: int) -> Results:
     return res
 
 
-async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[str], stop_at: float) -> None:
+async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[str], stop_at: float,
+                          think: float = 0.0, rng: random.Random | None = None) -> None:
     """One shopper, behaving like the widget: sends each message after the previous reply, keeps a
     socket open, and when the service goes away reconnects, catches up with `after=` and resends
-    with the same client_id (so a resend is never a second message)."""
+    with the same client_id (so a resend is never a second message).
+
+    `think` > 0: a person reading and typing. The first message comes within `think` seconds of
+    the sale opening, each next one an exponentially distributed pause (mean `think`) after the
+    reply, so the service sees an open arrival stream instead of a closed loop."""
     url = f"{sh.base}/api/conversations/{sh.cid}"
     pending: dict[str, float] = {}
     seen: set[int] = set()
@@ -278,6 +283,9 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
         client_id = f"{sh.cid}-{i}"
         wants_person = text == HANDOFF
         text = f"{text} [{client_id}]"  # a marker to find it, exactly once, in the Slack thread
+        if think and rng is not None:
+            pause = rng.uniform(0, think) if i == 0 else rng.expovariate(1 / think)
+            await asyncio.sleep(min(pause, max(0.0, stop_at - time.perf_counter())))
         if time.perf_counter() >= stop_at:
             break
         replied.clear()
@@ -318,7 +326,8 @@ async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, ser
 
     t0 = time.perf_counter()
     stop_at = t0 + args.timeout
-    sessions = [asyncio.create_task(shopper_session(http, sh, plan, stop_at)) for sh, plan in zip(shoppers, plans, strict=True)]
+    sessions = [asyncio.create_task(shopper_session(http, sh, plan, stop_at, args.think, random.Random(args.seed * 100_003 + n)))
+                for n, (sh, plan) in enumerate(zip(shoppers, plans, strict=True))]
     if args.fault == "kill":
         await asyncio.sleep(args.kill_after)
         services[0].kill()
@@ -478,7 +487,8 @@ async def main_async(args: argparse.Namespace) -> int:
             await slack.close()
 
     print(f"\nflash-sale benchmark: {args.shoppers} shoppers x {args.messages} messages, "
-          f"{args.instances} instance(s), db={db.split(':')[0]}, fault={args.fault or 'none'}")
+          f"{args.instances} instance(s), db={db.split(':')[0]}, fault={args.fault or 'none'}"
+          + (f", think {args.think:g} s (an open stream: messages/s is the offered load, not capacity)" if args.think else ""))
     print(f"{'':24}{'handoff':>12}{'echo':>12}{'ratio':>10}")
     print(f"{'messages/s':24}{svc.rate:12.1f}{base.rate:12.1f}{svc.rate / base.rate if base.rate else 0:10.2f}")
     for q in (50, 95, 99):
@@ -565,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-after", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--think", type=float, default=0.0,
+                   help="mean seconds a shopper reads and types between messages (0: closed loop, the saturation test)")
     p.add_argument("--no-slack", action="store_true", help="people answer from the web inbox instead")
     p.add_argument("--slack-rate", type=float, default=1.0, help="posts per second Slack allows per channel")
     p.add_argument("--slack-pace", type=float, default=0.92, help="our posting pace as a share of Slack's limit")
