@@ -209,6 +209,30 @@ async def test_retry_after_and_transient_errors_are_retried_in_order(rig: Rig) -
     assert rows[0].attempts == 3
 
 
+async def test_a_long_outage_loses_nothing_until_the_give_up_age(rig: Rig) -> None:
+    conv = (await rig.core.start_conversation("widget", "s1")).conversation
+    # More failures in a row than the old cap of 25 attempts: still delivered once it is back.
+    rig.channel.failures.extend([DeliveryError("503", retry_after=0.01)] * 40)
+    await rig.core.shopper_message(conv.id, "m0", source="widget", platform_id="0")
+    await rig.settle()
+    assert rig.channel.texts(conv.id) == ["echo: m0"]
+    # Past the give-up age a transient failure is final, and shows as failed.
+    rig.worker.give_up_seconds = 0.0
+    rig.channel.failures.append(DeliveryError("503"))
+    await rig.core.shopper_message(conv.id, "m1", source="widget", platform_id="1")
+    await rig.settle()
+    assert rig.channel.texts(conv.id) == ["echo: m0"]
+    async with rig.sessions() as s:
+        statuses = list(
+            await s.scalars(
+                select(OutboxRow.status)
+                .where(OutboxRow.lane == "shopper", OutboxRow.kind == "send")
+                .order_by(OutboxRow.id)
+            )
+        )
+    assert statuses == ["sent", "failed"]
+
+
 async def test_permanent_failure_marks_blocked_and_stops(rig: Rig) -> None:
     conv = (await rig.core.start_conversation("widget", "s1")).conversation
     rig.channel.failures.append(
