@@ -149,6 +149,7 @@ def build_app(
             give_up_seconds=settings.delivery_give_up_seconds,
         )
         core.on_outbox = worker.kick
+        core.live_channels = {n for n, c in channels.items() if getattr(c, "live_delivery", False)}
         core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]
         token = settings.inbox_token.get_secret_value() if settings.inbox_token else ""
         if not token and settings.demo:

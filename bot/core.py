@@ -23,6 +23,7 @@ from bot.masking import mask_sensitive
 from bot.metrics import Metrics
 from bot.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from storage import repo
+from storage.db import after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
 
 log = logging.getLogger("handoff.core")
@@ -97,6 +98,8 @@ class Core:
     multi_instance: bool = False
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     lease_seconds: float = 120.0
+    # Shopper channels whose delivery is a live event to open sockets (the widget).
+    live_channels: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -244,7 +247,7 @@ class Core:
             )
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
         self.metrics.messages_in.labels(source, "shopper").inc()
-        self._changed(conversation_id, outbox=False)
+        self._changed(conversation_id)
         if answer:
             self.schedule(conversation_id)
         return view, True
@@ -448,6 +451,7 @@ class Core:
                 return
             if turn.memory is not None:
                 conv.memory = repo.json_safe(turn.memory)
+            repo.touch(conv)  # with the memory, in the one UPDATE the message's flush makes
             if turn.reply:
                 await self._add_message(
                     s,
@@ -465,7 +469,6 @@ class Core:
                 )
             if turn.handoff is not None:
                 await self._handoff(s, conv, turn.handoff, upto=None)
-            repo.touch(conv)
         self._changed(conversation_id)
 
     async def _handoff(
@@ -747,6 +750,9 @@ class Core:
         priority: int | None = None,
     ) -> None:
         destination = conv.channel if lane == "shopper" else self.inbox_name
+        if lane == "shopper" and destination in self.live_channels:
+            self._push_after_commit(s, conv.id, destination, kind, payload)
+            return
         s.add(
             OutboxRow(
                 conversation_id=conv.id,
@@ -757,11 +763,29 @@ class Core:
                 priority=conv.priority if priority is None else priority,
             )
         )
+        after_commit(s, self.on_outbox)  # wake the worker only when there is a row for it
 
-    def _changed(self, conversation_id: int, outbox: bool = True) -> None:
+    def _push_after_commit(
+        self, s: AsyncSession, conversation_id: int, channel: str, kind: str, payload: dict[str, Any]
+    ) -> None:
+        """A live channel's delivery is the live event itself (the messages table is its record;
+        a client that was away catches up from it), so it needs no outbox row, worker pass or
+        retry: it is published the moment the change commits, in commit order."""
+        if kind == "send":
+            event: dict[str, Any] = {"type": "message", **payload["message"]}
+        elif kind == "state":
+            event = {"type": "state", "state": payload["state"]}
+        else:
+            raise ValueError(f"no live event for {kind!r}")
+
+        def push() -> None:
+            self.live.publish(f"conv:{conversation_id}", event)
+            self.metrics.messages_out.labels(channel, kind).inc()
+
+        after_commit(s, push)
+
+    def _changed(self, conversation_id: int) -> None:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation_id})
-        if outbox:
-            self.on_outbox()
 
     async def system_message(self, conversation_id: int, text: str) -> MessageView:
         """A message from the service itself to the shopper (a welcome, a notice)."""

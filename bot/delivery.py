@@ -74,7 +74,6 @@ class DeliveryWorker:
         self.batch = batch
         self.stats = DeliveryStats()
         self.max_in_flight = max_in_flight
-        self._sent_batch: tuple[list[int], asyncio.Future[None]] | None = None
         self._sem = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._in_flight: set[tuple[Any, str]] = set()
@@ -266,33 +265,6 @@ class DeliveryWorker:
             return self.channels.get(destination)
         return self.inboxes.get(destination)
 
-    async def _mark_sent_soon(self, row_id: int) -> None:
-        """Join the next batch of 'sent' marks and wait until it is written; the first sender
-        of a batch lets the loop turn once so that sends finishing together share it."""
-        future: asyncio.Future[None]
-        if self._sent_batch is None:
-            future = asyncio.get_running_loop().create_future()
-            self._sent_batch = ([row_id], future)
-            await asyncio.sleep(0)
-            ids, _ = self._sent_batch
-            self._sent_batch = None
-            try:
-                async with self.sessions() as s, s.begin():
-                    await s.execute(
-                        update(OutboxRow)
-                        .execution_options(synchronize_session=False)
-                        .where(OutboxRow.id.in_(ids))
-                        .values(status="sent", sent_at=utcnow(), result=None, last_error=None)
-                    )
-            except BaseException as exc:
-                future.set_exception(exc)
-                future.exception()  # the joiners (if any) raise it; nobody else needs it
-                raise
-            future.set_result(None)
-            return
-        self._sent_batch[0].append(row_id)
-        await asyncio.shield(self._sent_batch[1])
-
     async def _deliver(
         self,
         claim: Any,
@@ -333,23 +305,18 @@ class DeliveryWorker:
                     .values(status="pending", attempts=0, next_attempt_at=utcnow())
                 )
             return
-        if getattr(self._adapter_for(lane, dest), "idempotent_sends", False):
-            # The receiver drops a message id it has seen, so a resend after a crash in the
-            # moment before this is recorded is harmless: record it with others, in one UPDATE.
-            await self._mark_sent_soon(row_id)
-        else:
-            async with self.sessions() as s, s.begin():
-                await s.execute(
-                    update(OutboxRow)
-                    .execution_options(synchronize_session=False)
-                    .where(OutboxRow.id == row_id)
-                    .values(
-                        status="sent",
-                        sent_at=utcnow(),
-                        result=repo.json_safe(result) if result else None,
-                        last_error=None,
-                    )
+        async with self.sessions() as s, s.begin():
+            await s.execute(
+                update(OutboxRow)
+                .execution_options(synchronize_session=False)
+                .where(OutboxRow.id == row_id)
+                .values(
+                    status="sent",
+                    sent_at=utcnow(),
+                    result=repo.json_safe(result) if result else None,
+                    last_error=None,
                 )
+            )
         self.stats.sent += 1
         latency = (utcnow() - created).total_seconds()
         self.stats.latencies_ms.append(latency * 1000)

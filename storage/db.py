@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import Session, SessionTransaction
+
+_AFTER_COMMIT = "after_commit_callbacks"
+
+
+class AppSession(Session):
+    """A Session that runs callbacks registered with `after_commit` once its transaction has
+    committed, and drops them if it rolls back: a live event must never announce a change that a
+    rollback undid, nor wait for a worker to pick it up from a table."""
+
+
+@event.listens_for(AppSession, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(AppSession, "after_transaction_end")
+def _drop_after_rollback(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # the outer transaction ended without a commit
+        session.info.pop(_AFTER_COMMIT, None)
+
+
+def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
+    """Run `callback` (synchronously, in the event loop's thread) when `session` commits."""
+    if not isinstance(session.sync_session, AppSession):
+        raise TypeError("after_commit needs a session from storage.db.make_sessionmaker")
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -33,7 +67,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=AppSession)
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

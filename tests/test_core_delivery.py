@@ -339,3 +339,23 @@ async def test_shared_pacer_spaces_sends_across_instances() -> None:
         async with admin.connect() as conn:
             await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         await admin.dispose()
+
+
+async def test_live_events_go_out_on_commit_and_never_after_a_rollback(database_url: str) -> None:
+    from storage.db import after_commit
+
+    await upgrade_async(database_url)
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    seen: list[str] = []
+    try:
+        with pytest.raises(RuntimeError):
+            async with sessions() as s, s.begin():
+                after_commit(s, lambda: seen.append("rolled back"))
+                raise RuntimeError("the change fails")
+        async with sessions() as s, s.begin():
+            after_commit(s, lambda: seen.append("committed"))
+            assert seen == []  # not before the commit
+        assert seen == ["committed"]
+    finally:
+        await engine.dispose()

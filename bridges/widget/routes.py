@@ -25,8 +25,8 @@ MAX_BODY = 64 * 1024
 
 class WidgetChannel:
     name = "widget"
-    # Every client (widget.js, the API's readers) drops a message id it already has.
-    idempotent_sends = True
+    # Delivery is the live event: the core publishes it when the change commits (no outbox row).
+    live_delivery = True
 
     def __init__(self, live: LiveHub) -> None:
         self.live = live
