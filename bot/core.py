@@ -1,6 +1,8 @@
 """The conversation core: intake, per-conversation ordering, state changes, and the outbox writes
-that go with them. Everything that leaves the service is an outbox row written in the same
-transaction as the change that caused it; the delivery worker sends it."""
+that go with them. Everything that leaves the service for a platform is an outbox row written in
+the same transaction as the change that caused it; the delivery worker sends it. A live channel
+(the widget) gets its event when that transaction commits instead: the messages table is its
+record, and a client that was away catches up from it."""
 
 from __future__ import annotations
 
