@@ -29,6 +29,9 @@ from storage.db import after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
 
 log = logging.getLogger("handoff.core")
+# The agent sees this many of the latest messages (its memory keeps the facts from earlier ones),
+# so a turn costs the same in a long chat as in a short one.
+AGENT_HISTORY = 100
 
 
 def _unhandled(conversation_id: int, what: Any) -> Any:
@@ -404,14 +407,18 @@ class Core:
             state = conv.state
             if state == "bot":
                 view = repo.make_view(conv, customer, await repo.tags_of(s, conversation_id))
-                hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
+                hist = await repo.history(
+                    s, conversation_id, upto=msg_id, include_notes=False, last=AGENT_HISTORY
+                )
 
         if state == "resolved":
             await self._reopen(conversation_id)
             async with self.sessions() as s:
                 view = await repo.load_view(s, conversation_id)
                 assert view is not None
-                hist = await repo.history(s, conversation_id, upto=msg_id, include_notes=False)
+                hist = await repo.history(
+                    s, conversation_id, upto=msg_id, include_notes=False, last=AGENT_HISTORY
+                )
             state = "bot"
         if state in ("queued", "claimed"):
             await self._relay_to_inbox(conversation_id, msg_id)

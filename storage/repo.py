@@ -142,12 +142,17 @@ async def history(
     upto: int | None = None,
     include_notes: bool = True,
     limit: int | None = None,
+    last: int | None = None,
 ) -> list[MessageView]:
+    """Messages in order; `limit` keeps the first ones, `last` the most recent ones."""
     q = select(Message).where(Message.conversation_id == conversation_id, Message.id > after)
     if upto is not None:
         q = q.where(Message.id <= upto)
     if not include_notes:
         q = q.where(Message.role != "note")
+    if last is not None:
+        newest = [message_view(m) for m in await session.scalars(q.order_by(Message.id.desc()).limit(last))]
+        return newest[::-1]
     q = q.order_by(Message.id)
     if limit is not None:
         q = q.limit(limit)

@@ -16,10 +16,12 @@ class ScriptedAgent:
     handoff_on: str = "person"
     replies: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
+    histories: list[list[MessageView]] = field(default_factory=list)
 
     async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
         text = [m for m in history if m.role == "shopper"][-1].text
         self.seen.append(text)
+        self.histories.append(history)
         if self.handoff_on in text:
             return Turn(
                 reply="A person will reply soon.",

@@ -359,3 +359,17 @@ async def test_live_events_go_out_on_commit_and_never_after_a_rollback(database_
         assert seen == ["committed"]
     finally:
         await engine.dispose()
+
+
+async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat(rig: Rig) -> None:
+    from bot import core as core_module
+
+    conv = (await rig.core.start_conversation("widget", "s1")).conversation
+    for i in range(core_module.AGENT_HISTORY):
+        await rig.core.shopper_message(conv.id, f"m{i}", source="widget", platform_id=str(i))
+        await rig.core.idle()
+    n = core_module.AGENT_HISTORY
+    seen = rig.agent.histories[-1]
+    assert len(seen) == n  # of the 2n - 1 messages by then, the latest n
+    assert [m.text for m in seen[-3:]] == [f"m{n - 2}", f"echo: m{n - 2}", f"m{n - 1}"]
+    assert [m.id for m in seen] == sorted(m.id for m in seen)
