@@ -579,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="mean seconds a shopper reads and types between messages (0: closed loop, the saturation test)")
     p.add_argument("--no-slack", action="store_true", help="people answer from the web inbox instead")
     p.add_argument("--slack-rate", type=float, default=1.0, help="posts per second Slack allows per channel")
-    p.add_argument("--slack-pace", type=float, default=0.92, help="our posting pace as a share of Slack's limit")
+    p.add_argument("--slack-pace", type=float, default=0.97, help="our posting pace as a share of Slack's limit")
     p.add_argument("--outage", type=float, default=30.0, help="seconds of Slack 500s with --fault slack-500")
     args = p.parse_args(argv)
     return asyncio.run(main_async(args))
