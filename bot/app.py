@@ -253,6 +253,13 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
 
     async def metrics(request: web.Request) -> web.Response:
         services = request.app[SERVICES]
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+        if token:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            if not secrets.compare_digest(given.encode(), token.encode()):
+                return web.Response(status=401, text="/metrics needs Authorization: Bearer <METRICS_TOKEN>\n")
+        elif not settings.demo:
+            return web.Response(status=403, text="/metrics is off: set METRICS_TOKEN to scrape it\n")
         body = await services.extras["metrics"].render(services.core.sessions)
         return web.Response(
             body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     inbox_token: SecretStr | None = None
+    # Bearer token a Prometheus scraper sends for /metrics; without it /metrics is open in demo
+    # mode only (it tells how busy the store is and how many chats wait).
+    metrics_token: SecretStr | None = None
     shop_api_url: str = "http://127.0.0.1:8081"
 
     slack_bot_token: SecretStr | None = None

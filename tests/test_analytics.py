@@ -238,7 +238,7 @@ async def test_stats_cli_table_and_json(
 
 
 async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> None:
-    client = await make_client()
+    client = await make_client(metrics_token="scrape-secret")
     resp = await client.post("/api/conversations", json={"email": "ann@example.com"})
     data = await resp.json()
     await client.post(
@@ -248,7 +248,9 @@ async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> Non
     svc = services(client)
     await svc.core.idle()
     await svc.worker.drain()
-    body = await (await client.get("/metrics")).text()
+    body = await (
+        await client.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    ).text()
     assert 'handoff_messages_in_total{channel="widget",role="shopper"} 1.0' in body
     assert 'handoff_handoffs_total{tag="human-requested"} 1.0' in body
     assert 'handoff_conversations{state="queued"} 1.0' in body
@@ -271,3 +273,14 @@ async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> Non
 
 async def _has_alert(svc: Any) -> bool:
     return "Spike in `vip`" in svc.inboxes["web"].alerts
+
+
+async def test_metrics_need_their_token_outside_demo_mode(make_client: Any) -> None:
+    closed = await make_client()
+    resp = await closed.get("/metrics")
+    assert resp.status == 403 and "METRICS_TOKEN" in await resp.text()
+    guarded = await make_client(metrics_token="scrape-secret")
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer inbox-secret"}):
+        assert (await guarded.get("/metrics", headers=headers)).status == 401
+    ok = await guarded.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    assert ok.status == 200 and "handoff_messages_in_total" in await ok.text()
