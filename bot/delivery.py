@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
@@ -480,10 +480,10 @@ class DeliveryWorker:
 
     async def pending(self) -> int:
         async with self.sessions() as s:
-            rows = await s.scalars(
-                select(OutboxRow.id).where(OutboxRow.status.in_(("pending", "sending")))
+            count = await s.scalar(
+                select(func.count()).where(OutboxRow.status.in_(("pending", "sending")))
             )
-            return len(list(rows))
+            return int(count or 0)
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is pending (tests, eval). Retries scheduled later still count."""
