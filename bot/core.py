@@ -173,14 +173,24 @@ class Core:
         )
         return started.conversation
 
-    async def check_token(self, conversation_id: int, token: str | None) -> bool:
+    async def check_token(self, conversation_id: int, token: str | None) -> str | None:
+        """The conversation's state if `token` is its token, else None: one query, because every
+        widget connect and catch-up starts here (a flash sale opens hundreds at once)."""
         if not token:
-            return False
+            return None
         async with self.sessions() as s:
-            conv = await s.get(Conversation, conversation_id)
-            if conv is None or conv.token_hash is None:
-                return False
-            return secrets.compare_digest(conv.token_hash, hash_token(token))
+            row = (
+                await s.execute(
+                    select(Conversation.token_hash, Conversation.state).where(
+                        Conversation.id == conversation_id
+                    )
+                )
+            ).first()
+        if row is None or row.token_hash is None:
+            return None
+        if not secrets.compare_digest(row.token_hash, hash_token(token)):
+            return None
+        return str(row.state)
 
     def _clean_text(self, text: str) -> str:
         text = (text or "").replace("\x00", "").strip()

@@ -79,13 +79,18 @@ class WidgetRoutes:
 
     async def _auth(self, request: web.Request) -> int:
         """The conversation id and its token must match; a wrong token says nothing more."""
+        return (await self._auth_state(request))[0]
+
+    async def _auth_state(self, request: web.Request) -> tuple[int, str]:
+        """As `_auth`, with the conversation's state from the same query."""
         try:
             cid = int(request.match_info["id"])
         except ValueError:
             raise web.HTTPForbidden(text=json.dumps({"error": "forbidden"}), content_type="application/json") from None
-        if not await self.core.check_token(cid, request.query.get("token")):
+        state = await self.core.check_token(cid, request.query.get("token"))
+        if state is None:
             raise web.HTTPForbidden(text=json.dumps({"error": "forbidden"}), content_type="application/json")
-        return cid
+        return cid, state
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -114,14 +119,13 @@ class WidgetRoutes:
         )
 
     async def messages(self, request: web.Request) -> web.Response:
-        cid = await self._auth(request)
+        cid, state = await self._auth_state(request)
         try:
             after = int(request.query.get("after", "0") or 0)
         except ValueError:
             return _error(400, "after must be a message id")
-        conv = await self.core.get(cid)
         hist = await self.core.history(cid, after=after)
-        return web.json_response({"messages": [m.as_json() for m in hist], "state": conv.state})
+        return web.json_response({"messages": [m.as_json() for m in hist], "state": state})
 
     async def post_message(self, request: web.Request) -> web.Response:
         cid = await self._auth(request)
@@ -158,12 +162,17 @@ class WidgetRoutes:
         return web.json_response(body) if as_http else body
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        cid = await self._auth(request)
+        try:
+            topic = f"conv:{int(request.match_info['id'])}"
+        except ValueError:
+            raise web.HTTPForbidden(text=json.dumps({"error": "forbidden"}), content_type="application/json") from None
         ws = web.WebSocketResponse(heartbeat=25, max_msg_size=MAX_BODY)
-        await ws.prepare(request)
-        async with self.live.subscribe(f"conv:{cid}") as queue:
-            conv = await self.core.get(cid)
-            await ws.send_json({"type": "state", "state": conv.state})
+        async with self.live.subscribe(topic) as queue:
+            # Subscribed before the state is read, so a change in between is in the queue too;
+            # nothing from the queue is sent unless the token matches.
+            cid, state = await self._auth_state(request)
+            await ws.prepare(request)
+            await ws.send_json({"type": "state", "state": state})
             pump = asyncio.create_task(self._pump(ws, queue))
             try:
                 async for frame in ws:
