@@ -18,8 +18,9 @@ from tests.llm.helpers import Chat, say, sent, tool_results
 
 
 async def test_tool_loop_answers_from_knowledge_and_cites_the_file(
-    client: TestClient, llm: FakeOpenAI
+    llm_client: Any, llm: FakeOpenAI
 ) -> None:
+    client: TestClient = await llm_client(metrics_token="scrape")
     llm.script = [
         tool("search_knowledge", {"query": "delivery time Austria"}),
         text("Delivery to Austria takes 2–4 working days after dispatch. [source: shipping.md]"),
@@ -62,7 +63,9 @@ async def test_tool_loop_answers_from_knowledge_and_cites_the_file(
     assert m is not None and (m.tokens_in, m.tokens_out) == (200, 40) and m.latency_ms >= 0
     assert m.meta["model"] == "fake-1" and m.meta["agent"] == "llm"
     assert m.meta["llm_tools"] == ["search_knowledge"] and m.meta["llm_calls"] == 2
-    metrics = await (await client.get("/metrics")).text()
+    metrics = await (
+        await client.get("/metrics", headers={"Authorization": "Bearer scrape"})
+    ).text()
     assert 'handoff_agent_tokens_total{direction="in"} 200.0' in metrics
     assert 'handoff_agent_tokens_total{direction="out"} 40.0' in metrics
 
