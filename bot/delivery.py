@@ -265,6 +265,27 @@ class DeliveryWorker:
             return self.channels.get(destination)
         return self.inboxes.get(destination)
 
+    async def _wait_for_shared_slot(self, row_id: int, keys: list[str]) -> None:
+        """Wait for this send's slot in the pace shared by all instances. A slot can be further
+        away than the claim's lease (every instance's backlog queues for one channel), and an
+        expired lease lets another instance take the row and send it too: so the lease is
+        extended past the slot first, while it is certainly still ours."""
+        slot = await self.shared_pacer.reserve_all(keys)
+        if slot is None:
+            return
+        delay = (slot - utcnow()).total_seconds()
+        if delay <= 0:
+            return
+        if delay > self.lease_seconds / 2:
+            async with self.sessions() as s, s.begin():
+                await s.execute(
+                    update(OutboxRow)
+                    .execution_options(synchronize_session=False)
+                    .where(OutboxRow.id == row_id, OutboxRow.status == "sending")
+                    .values(lease_until=utcnow() + timedelta(seconds=delay + self.lease_seconds))
+                )
+        await asyncio.sleep(delay)
+
     async def _deliver(
         self,
         claim: Any,
@@ -291,7 +312,7 @@ class DeliveryWorker:
         t0 = time.monotonic()
         try:
             if self.shared_pacer is not None:
-                await self.shared_pacer.wait(keys)
+                await self._wait_for_shared_slot(row_id, keys)
             result = await self._dispatch(kind, lane, dest, conv_id, payload, conv)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
             await self._failed(row_id, keys, exc, dest)

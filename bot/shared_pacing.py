@@ -4,7 +4,6 @@ instead of each keeping it alone (which multiplies it by N and collides in Slack
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
@@ -39,10 +38,12 @@ class SharedPacer:
             next_at = (await s.execute(stmt)).scalar_one()
         return next_at - gap
 
-    async def wait(self, keys: list[str]) -> None:
+    async def reserve_all(self, keys: list[str]) -> datetime | None:
+        """A slot on every key; the latest of them (None: no key is shared)."""
+        latest: datetime | None = None
         for key in keys:
             slot = await self.reserve(key)
-            if slot is not None:
-                delay = (slot - utcnow()).total_seconds()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            if slot is not None and (latest is None or slot > latest):
+                latest = slot
+        return latest
+

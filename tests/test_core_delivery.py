@@ -373,3 +373,35 @@ async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat
     assert len(seen) == n  # of the 2n - 1 messages by then, the latest n
     assert [m.text for m in seen[-3:]] == [f"m{n - 2}", f"echo: m{n - 2}", f"m{n - 1}"]
     assert [m.id for m in seen] == sorted(m.id for m in seen)
+
+
+async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(database_url: str) -> None:
+    """The shared pace can put a send's slot further away than its lease; another instance
+    must not take the row meanwhile and send it a second time."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the shared pace lives in PostgreSQL")
+    from bot.shared_pacing import SharedPacer
+
+    await upgrade_async(database_url)
+    first, second = await Rig(database_url).start(), await Rig(database_url).start()
+    second.channel = first.channel  # one shopper, whichever instance sends
+    second.worker.channels = {"widget": first.channel}
+    try:
+        for rig in (first, second):
+            rig.worker.lease_seconds = 1.0
+            rig.worker.shared_pacer = SharedPacer(rig.sessions, {"fake-chat": 1 / 1.5})
+        conv = (await first.core.start_conversation("widget", "s1")).conversation
+        key = f"fake-chat:{conv.id}"
+        for _ in range(2):  # other sends hold the next two slots: ours is ~3 s away
+            await first.worker.shared_pacer.reserve(key)
+        await first.core.shopper_message(conv.id, "hi", source="widget", platform_id="1")
+        await first.core.idle()
+        sending = asyncio.create_task(first.worker.drain(timeout=20))
+        await asyncio.sleep(1.6)  # past the original lease
+        assert await second.worker.recover() == 0
+        await second.worker.tick()
+        await sending
+        assert first.channel.texts(conv.id) == ["echo: hi"]
+    finally:
+        await first.stop()
+        await second.stop()
