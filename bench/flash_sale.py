@@ -289,10 +289,11 @@ async def shopper_session(http: aiohttp.ClientSession, sh: Shopper, plan: list[s
         if time.perf_counter() >= stop_at:
             break
         replied.clear()
-        pending[client_id] = time.perf_counter()
+        # Kept here too: the reply can arrive (and clear `pending`) before `send` returns.
+        sent_at = pending[client_id] = time.perf_counter()
         if not await send(text, client_id):
             break
-        sh.sent[client_id] = pending[client_id]
+        sh.sent[client_id] = sent_at
         if wants_person:
             sh.handed_off = True
             sh.handoff_at = time.monotonic()
