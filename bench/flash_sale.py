@@ -540,12 +540,18 @@ def thread_counts(slack: FakeSlack, shoppers: list[Shopper]) -> dict[str, Any]:
                         marker = f"[{cid}]"
                         if marker in blob:
                             by_text[marker] = by_text.get(marker, 0) + blob.count(marker)
+    parents: dict[str, int] = {}
+    for c in ok:
+        if not c.args.get("thread_ts"):
+            head = str(c.args.get("text", "")).split(" ", 1)[0]  # "#<conversation id>"
+            parents[head] = parents.get(head, 0) + 1
     for sh in shoppers:
         if sh.handed_off:
             for cid in sh.sent:
                 n = by_text.get(f"[{cid}]", 0)
                 missing += n == 0
                 dupes += max(0, n - 1)
+            dupes += max(0, parents.get(f"#{sh.cid}", 0) - 1)  # one ticket per handoff
     span = (ok[-1].at - ok[0].at) if len(ok) > 1 else 0.0
     return {
         "posts": len(ok), "429s": len(limited),
