@@ -375,12 +375,27 @@ async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat
     assert [m.id for m in seen] == sorted(m.id for m in seen)
 
 
-async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(database_url: str) -> None:
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (for what only exists there: the shared pace)."""
+    base = os.environ["TEST_DATABASE_URL"]
+    name = f"handoff_{uuid.uuid4().hex[:10]}"
+    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.rsplit("/", 1)[0] + f"/{name}"
+    async with admin.connect() as conn:
+        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    await admin.dispose()
+
+
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
+async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(pg_url: str) -> None:
     """The shared pace can put a send's slot further away than its lease; another instance
     must not take the row meanwhile and send it a second time."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("the shared pace lives in PostgreSQL")
     from bot.shared_pacing import SharedPacer
+
+    database_url = pg_url
 
     await upgrade_async(database_url)
     first, second = await Rig(database_url).start(), await Rig(database_url).start()
