@@ -4,6 +4,7 @@ in-memory fakes of the ports: ordering, idempotency, retries, restarts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -28,20 +29,36 @@ from tests.fakes import FakeChannel, FakeInbox, ScriptedAgent
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
-@pytest.fixture(params=BACKENDS)
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/core.db"
-        return
+@contextlib.asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards."""
     base = os.environ["TEST_DATABASE_URL"]
     name = f"handoff_{uuid.uuid4().hex[:10]}"
     admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
     async with admin.connect() as conn:
         await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/core.db"
+        return
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """PostgreSQL only, for what only exists there (the pace shared by instances)."""
+    async with fresh_pg_database() as url:
+        yield url
 
 
 class Rig:
@@ -311,20 +328,14 @@ async def _unused(_: Any) -> None:  # pragma: no cover - keeps the Any import ho
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
-async def test_shared_pacer_spaces_sends_across_instances() -> None:
+async def test_shared_pacer_spaces_sends_across_instances(pg_url: str) -> None:
     """Two instances (two engines) reserving slots for one Slack channel get them a full
     interval apart, so together they keep the channel's pace."""
     from bot.shared_pacing import SharedPacer
 
-    base = os.environ["TEST_DATABASE_URL"]
-    name = f"handoff_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + f"/{name}"
+    await upgrade_async(pg_url)
+    engines = [make_engine(pg_url), make_engine(pg_url)]
     try:
-        await upgrade_async(url)
-        engines = [make_engine(url), make_engine(url)]
         pacers = [SharedPacer(make_sessionmaker(e), {"slack-channel": 10.0}) for e in engines]
         slots = await asyncio.gather(*[pacers[i % 2].reserve("slack-channel:C1") for i in range(10)])
         other = await pacers[0].reserve("slack-channel:C2")
@@ -333,12 +344,9 @@ async def test_shared_pacer_spaces_sends_across_instances() -> None:
         assert all(g >= 0.099 for g in gaps), gaps
         assert other is not None and other < ordered[-1]  # another channel has its own slots
         assert await pacers[0].reserve("telegram-chat:1") is None  # not a shared limit
+    finally:
         for e in engines:
             await e.dispose()
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def test_live_events_go_out_on_commit_and_never_after_a_rollback(database_url: str) -> None:
@@ -373,20 +381,6 @@ async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat
     assert len(seen) == n  # of the 2n - 1 messages by then, the latest n
     assert [m.text for m in seen[-3:]] == [f"m{n - 2}", f"echo: m{n - 2}", f"m{n - 1}"]
     assert [m.id for m in seen] == sorted(m.id for m in seen)
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    """A fresh PostgreSQL database (for what only exists there: the shared pace)."""
-    base = os.environ["TEST_DATABASE_URL"]
-    name = f"handoff_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    async with admin.connect() as conn:
-        await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    await admin.dispose()
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
