@@ -203,6 +203,8 @@ class DeliveryWorker:
             if len(to_start) >= room:
                 next_wait = 0.0
                 break
+            if lane_key in self._in_flight:  # a concurrent tick started it while we read
+                continue
             conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
             adapter = self._adapter(row)
             keys = adapter.rate_keys(conv, row.kind) if adapter is not None else []
