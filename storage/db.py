@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import Session, SessionTransaction
 
+log = logging.getLogger("handoff.db")
 _AFTER_COMMIT = "after_commit_callbacks"
 
 
@@ -26,7 +28,10 @@ class AppSession(Session):
 @event.listens_for(AppSession, "after_commit")
 def _run_after_commit(session: Session) -> None:
     for callback in session.info.pop(_AFTER_COMMIT, []):
-        callback()
+        try:
+            callback()
+        except Exception:  # the change is committed; a failed notification must not undo that
+            log.exception("after-commit callback failed")
 
 
 @event.listens_for(AppSession, "after_transaction_end")
