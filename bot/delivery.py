@@ -193,15 +193,17 @@ class DeliveryWorker:
                         next_wait = min(next_wait, wait)
                         continue
                 candidates.append((row, lane_key))
+            # No more claimed at once than can be in flight: a claimed row waiting for a free
+            # slot would age towards its lease while nobody sends it. When every slot is taken,
+            # the next tick comes when one frees up (`_deliver` wakes the loop).
+            room = self.max_in_flight - len(self._in_flight)
+            if room <= 0:
+                return self.poll_seconds
             ids = {r.conversation_id for r, _ in candidates if r.conversation_id is not None}
             convs = await repo.load_views(s, ids) if ids else {}
-        # No more claimed at once than can be in flight: a claimed row waiting for a free slot
-        # would age towards its lease while nobody sends it.
-        room = self.max_in_flight - len(self._in_flight)
         to_start: list[tuple[Any, tuple[Any, str], list[str], ConversationView | None]] = []
         for row, lane_key in candidates:
             if len(to_start) >= room:
-                next_wait = 0.0
                 break
             if lane_key in self._in_flight:  # a concurrent tick started it while we read
                 continue
@@ -216,7 +218,12 @@ class DeliveryWorker:
             self.pacer.take(keys)
             self._in_flight.add(lane_key)
             to_start.append((row, lane_key, keys, conv))
-        claimed = await self._claim([row.id for row, *_ in to_start]) if to_start else {}
+        try:
+            claimed = await self._claim([row.id for row, *_ in to_start]) if to_start else {}
+        except BaseException:
+            for _, lane_key, _, _ in to_start:  # nothing was claimed: the lanes are free again
+                self._in_flight.discard(lane_key)
+            raise
         for row, lane_key, keys, conv in to_start:
             claim = claimed.get(row.id)
             if claim is None:  # another instance took it between our read and our claim
@@ -267,26 +274,33 @@ class DeliveryWorker:
             return self.channels.get(destination)
         return self.inboxes.get(destination)
 
-    async def _wait_for_shared_slot(self, row_id: int, keys: list[str]) -> None:
+    async def _wait_for_shared_slot(self, row_id: int, keys: list[str]) -> bool:
         """Wait for this send's slot in the pace shared by all instances. A slot can be further
         away than the claim's lease (every instance's backlog queues for one channel), and an
         expired lease lets another instance take the row and send it too: so the lease is
-        extended past the slot first, while it is certainly still ours."""
+        extended past the slot first. False: the row is no longer ours (do not send it)."""
         slot = await self.shared_pacer.reserve_all(keys)
         if slot is None:
-            return
+            return True
         delay = (slot - utcnow()).total_seconds()
         if delay <= 0:
-            return
+            return True
         if delay > self.lease_seconds / 2:
             async with self.sessions() as s, s.begin():
-                await s.execute(
+                kept = await s.execute(
                     update(OutboxRow)
                     .execution_options(synchronize_session=False)
-                    .where(OutboxRow.id == row_id, OutboxRow.status == "sending")
+                    .where(
+                        OutboxRow.id == row_id,
+                        OutboxRow.status == "sending",
+                        OutboxRow.lease_until > utcnow(),
+                    )
                     .values(lease_until=utcnow() + timedelta(seconds=delay + self.lease_seconds))
                 )
+                if kept.rowcount != 1:
+                    return False
         await asyncio.sleep(delay)
+        return True
 
     async def _deliver(
         self,
@@ -313,8 +327,11 @@ class DeliveryWorker:
             created = created.replace(tzinfo=UTC)
         t0 = time.monotonic()
         try:
-            if self.shared_pacer is not None:
-                await self._wait_for_shared_slot(row_id, keys)
+            if self.shared_pacer is not None and not await self._wait_for_shared_slot(
+                row_id, keys
+            ):
+                log.warning("outbox row %s was taken over while it waited; not sending", row_id)
+                return
             result = await self._dispatch(kind, lane, dest, conv_id, payload, conv)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
             await self._failed(row_id, keys, exc, dest)

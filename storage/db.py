@@ -27,6 +27,8 @@ class AppSession(Session):
 
 @event.listens_for(AppSession, "after_commit")
 def _run_after_commit(session: Session) -> None:
+    if session.in_nested_transaction():  # a SAVEPOINT released: the outer one may still roll back
+        return
     for callback in session.info.pop(_AFTER_COMMIT, []):
         try:
             callback()

@@ -414,3 +414,41 @@ async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(pg_url: str) -> 
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_a_claim_that_fails_leaves_its_lanes_free_for_the_next_tick(rig: Rig) -> None:
+    conv = (await rig.core.start_conversation("widget", "s1")).conversation
+    await rig.core.shopper_message(conv.id, "hi", source="widget", platform_id="1")
+    await rig.core.idle()
+    real_claim = rig.worker._claim
+
+    async def broken(row_ids: list[int]) -> dict[int, Any]:
+        raise OSError("connection reset while claiming")
+
+    rig.worker._claim = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await rig.worker.tick()
+    rig.worker._claim = real_claim  # type: ignore[method-assign]
+    await rig.settle()
+    assert rig.channel.texts(conv.id) == ["echo: hi"]
+
+
+async def test_a_released_savepoint_publishes_nothing_before_the_outer_commit(
+    database_url: str,
+) -> None:
+    from storage.db import after_commit
+
+    await upgrade_async(database_url)
+    engine = make_engine(database_url)
+    sessions = make_sessionmaker(engine)
+    seen: list[str] = []
+    try:
+        with pytest.raises(RuntimeError):
+            async with sessions() as s, s.begin():
+                after_commit(s, lambda: seen.append("outer"))
+                async with s.begin_nested():
+                    pass  # RELEASE SAVEPOINT: not the commit of the change
+                raise RuntimeError("the change fails after its savepoint")
+        assert seen == []
+    finally:
+        await engine.dispose()
