@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 import jmespath
 
-from agent.storeconfig import Action, StoreConfig
-from agent.templating import render
+from domain.storeconfig import Action, StoreConfig
+from domain.templating import render
 
 
 @dataclass

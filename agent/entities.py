@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from agent.storeconfig import Entity
-from agent.templating import render
+from domain.storeconfig import Entity
+from domain.templating import render
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 

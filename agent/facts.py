@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.ports import ConversationView
+from domain.ports import ConversationView
 
 ORDER_FIELDS_HIDDEN = {"owner", "reported", "mismatch_told"}
 

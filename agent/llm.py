@@ -34,9 +34,9 @@ from agent.llm_grounding import check_reply
 from agent.llm_tools import MAX_REASON, ToolBox, clean_text, tool_specs
 from agent.offline import OfflineAgent, TurnState
 from agent.prompts import correction, known_facts, summary_prompt, system_prompt
-from agent.storeconfig import StoreConfig
-from bot.masking import mask_sensitive
-from bot.ports import ConversationView, MessageView, Turn
+from domain.masking import mask_sensitive
+from domain.ports import ConversationView, MessageView, Turn
+from domain.storeconfig import StoreConfig
 
 log = logging.getLogger("handoff.llm")
 

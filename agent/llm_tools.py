@@ -15,8 +15,8 @@ from typing import Any
 from agent.llm_grounding import Evidence
 from agent.offline import OfflineAgent, TurnState
 from agent.prompts import suggestable_tags
-from agent.storeconfig import StoreConfig
-from bot.ports import Turn
+from domain.ports import Turn
+from domain.storeconfig import StoreConfig
 
 SEARCH = "search_knowledge"
 HANDOFF = "handoff"

@@ -19,10 +19,10 @@ from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect
 from agent.knowledge import KnowledgeBase, Passage
 from agent.rules import Decision, evaluate_rules, expectation_message
-from agent.storeconfig import StoreConfig
-from agent.templating import render
 from agent.text import content_words
-from bot.ports import ConversationView, Handoff, MessageView, Turn
+from domain.ports import ConversationView, Handoff, MessageView, Turn
+from domain.storeconfig import StoreConfig
+from domain.templating import render
 
 CONVERSATION_INTENTS = ("cancel", "human", "fraud", "identity", "payment_problem", "price_request")
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent.storeconfig import StoreConfig
+from domain.storeconfig import StoreConfig
 
 ORDER_DETAILS = ("status", "payment_status", "sale", "total", "currency", "placed_at")
 

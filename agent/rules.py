@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.storeconfig import Rule, StoreConfig
-from agent.templating import evaluate, render
+from domain.storeconfig import Rule, StoreConfig
+from domain.templating import evaluate, render
 
 
 @dataclass

@@ -29,10 +29,10 @@ from sqlalchemy import event
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.storeconfig import load_config  # noqa: E402
 from bot.app import SERVICES, build_app  # noqa: E402
-from bot.settings import Settings  # noqa: E402
 from bot.shop_server import ShopData, start_shop  # noqa: E402
+from domain.settings import Settings  # noqa: E402
+from domain.storeconfig import load_config  # noqa: E402
 
 QUESTIONS = [
     "When does the flash sale end?",

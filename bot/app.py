@@ -10,7 +10,6 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -18,40 +17,26 @@ from aiohttp import web
 from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.offline import OfflineAgent
-from agent.storeconfig import StoreConfig
-from bot.core import Core, CoreMessages
-from bot.delivery import DeliveryWorker
-from bot.live import LiveHub
-from bot.metrics import Metrics
-from bot.pacing import Pacer
-from bot.ports import Agent, Inbox, ShopperChannel
-from bot.settings import Settings
+from core.delivery import DeliveryWorker
+from core.lifecycle import Core, CoreMessages
+from core.live import LiveHub
+from core.metrics import Metrics
+from core.pacing import Pacer
+from core.services import (
+    BRIDGE_SETUP,
+    BRIDGE_TEARDOWN,
+    SERVICES,
+    ConfigurationError,
+    Services,
+    display_name_factory,
+)
+from domain.ports import Agent, Inbox, ShopperChannel
+from domain.settings import Settings
+from domain.storeconfig import StoreConfig
 from storage.db import is_sqlite, make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 
 log = logging.getLogger("handoff.app")
-
-
-class ConfigurationError(Exception):
-    """The service must not start like this (a missing secret in production mode, say)."""
-
-
-@dataclass
-class Services:
-    settings: Settings
-    config: StoreConfig
-    core: Core
-    worker: DeliveryWorker
-    live: LiveHub
-    knowledge: KnowledgeBase
-    agent: Agent
-    channels: dict[str, ShopperChannel] = field(default_factory=dict)
-    inboxes: dict[str, Inbox] = field(default_factory=dict)
-    inbox_token: str = ""
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-SERVICES = web.AppKey("services", Services)
 
 
 def check_production(settings: Settings) -> list[str]:
@@ -71,16 +56,6 @@ def check_production(settings: Settings) -> list[str]:
                 "TELEGRAM_WEBHOOK_SECRET is not set: Telegram webhooks could not be verified"
             )
     return problems
-
-
-def display_name_factory(config: StoreConfig) -> Any:
-    def display(author: str) -> str:
-        mode = config.store.human_names
-        if mode == "team" or not author:
-            return config.store.team_name
-        return author.split()[0] if mode == "first_name" else author
-
-    return display
 
 
 def build_app(
@@ -155,7 +130,7 @@ def build_app(
         if not token and settings.demo:
             token = secrets.token_urlsafe(9)
         services = Services(
-            settings, config, core, worker, live, knowledge, agent, channels, inboxes, token
+            settings, config, core, worker, live, agent, channels, inboxes, token
         )
         services.extras["metrics"] = metrics
         app[SERVICES] = services
@@ -163,7 +138,7 @@ def build_app(
         if config.alerts.enabled:
             from datetime import timedelta
 
-            from bot.spikes import SpikeConfig, SpikeMonitor
+            from core.spikes import SpikeConfig, SpikeMonitor
 
             a = config.alerts
             monitor = SpikeMonitor(
@@ -192,13 +167,13 @@ def build_app(
         else:
             core.multi_instance = True
             await worker.recover()
-            from bot.shared_pacing import SharedPacer
+            from core.shared_pacing import SharedPacer
 
             # Destinations whose limit is per platform, not per process, are paced across instances.
             worker.shared_pacer = SharedPacer(
                 sessions, {"slack-channel": settings.slack_post_rate, "slack-update": settings.slack_update_rate}
             )
-            from bot.fanout import PgFanout, asyncpg_dsn
+            from core.fanout import PgFanout, asyncpg_dsn
 
             fanout = PgFanout(asyncpg_dsn(settings.database_url), live)
             await fanout.start()
@@ -233,10 +208,6 @@ def build_app(
     app[BRIDGE_TEARDOWN] = []
     _register_routes(app, settings, config)
     return app
-
-
-BRIDGE_SETUP = web.AppKey("bridge_setup", list)
-BRIDGE_TEARDOWN = web.AppKey("bridge_teardown", list)
 
 
 def _register_routes(app: web.Application, settings: Settings, config: StoreConfig) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.storeconfig import ConfigError, StoreConfig, load_config
-from bot.logs import setup_logging
-from bot.settings import Settings
+from core.logs import setup_logging
+from domain.settings import Settings
+from domain.storeconfig import ConfigError, StoreConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SHOP = ROOT / "examples" / "flash-sale" / "shop.json"
@@ -181,7 +181,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from bot.analytics import compute_stats, parse_duration, render_table
+    from core.analytics import compute_stats, parse_duration, render_table
     from storage.db import make_engine, make_sessionmaker
     from storage.models import utcnow
 

@@ -13,11 +13,11 @@ from typing import Any
 from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.offline import OfflineAgent
-from agent.storeconfig import StoreConfig
-from bot.core import Core
-from bot.live import LiveHub
-from bot.ports import Agent
 from bot.shop_server import ShopData, start_shop
+from core.lifecycle import Core
+from core.live import LiveHub
+from domain.ports import Agent
+from domain.storeconfig import StoreConfig
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 

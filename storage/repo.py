@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.ports import ConversationView, CustomerView, MessageView
+from domain.ports import ConversationView, CustomerView, MessageView
 from storage.models import (
     Conversation,
     ConversationTag,

@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from agent import rules
-from agent.storeconfig import StoreConfig, load_config
 from bot.app import SERVICES, Services, build_app
-from bot.settings import Settings
 from bot.shop_server import ShopData, start_shop
+from domain.settings import Settings
+from domain.storeconfig import StoreConfig, load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.ports import ConversationView, DeliveryError, Handoff, MessageView, Turn
+from domain.ports import ConversationView, DeliveryError, Handoff, MessageView, Turn
 
 
 @dataclass

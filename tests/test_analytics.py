@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bot.analytics import compute_stats, parse_duration, percentile, render_table, tag_series
 from bot.cli import main
-from bot.spikes import SpikeConfig, SpikeMonitor, binomial_tail, detect, find_spikes
+from core.analytics import compute_stats, parse_duration, percentile, render_table, tag_series
+from core.spikes import SpikeConfig, SpikeMonitor, binomial_tail, detect, find_spikes
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Conversation, Customer, Message, Rating, StateEvent, TagEvent

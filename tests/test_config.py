@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.storeconfig import DEFAULT_CONFIG, ConfigError, load_config, parse_config
 from bot.cli import main
+from domain.storeconfig import DEFAULT_CONFIG, ConfigError, load_config, parse_config
 
 
 def _broken(replace: str, by: str) -> str:

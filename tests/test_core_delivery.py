@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.core import Core
-from bot.delivery import DeliveryWorker
-from bot.live import LiveHub
-from bot.pacing import Pacer
-from bot.ports import DeliveryError
+from core.delivery import DeliveryWorker
+from core.lifecycle import Core
+from core.live import LiveHub
+from core.pacing import Pacer
+from domain.ports import DeliveryError
 from storage import repo
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
@@ -331,7 +331,7 @@ async def _unused(_: Any) -> None:  # pragma: no cover - keeps the Any import ho
 async def test_shared_pacer_spaces_sends_across_instances(pg_url: str) -> None:
     """Two instances (two engines) reserving slots for one Slack channel get them a full
     interval apart, so together they keep the channel's pace."""
-    from bot.shared_pacing import SharedPacer
+    from core.shared_pacing import SharedPacer
 
     await upgrade_async(pg_url)
     engines = [make_engine(pg_url), make_engine(pg_url)]
@@ -376,7 +376,7 @@ async def test_live_events_go_out_on_commit_and_never_after_a_rollback(database_
 
 
 async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat(rig: Rig) -> None:
-    from bot import core as core_module
+    from core import lifecycle as core_module
 
     conv = (await rig.core.start_conversation("widget", "s1")).conversation
     for i in range(core_module.AGENT_HISTORY):
@@ -393,7 +393,7 @@ async def test_the_agent_sees_the_latest_messages_in_order_however_long_the_chat
 async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(pg_url: str) -> None:
     """The shared pace can put a send's slot further away than its lease; another instance
     must not take the row meanwhile and send it a second time."""
-    from bot.shared_pacing import SharedPacer
+    from core.shared_pacing import SharedPacer
 
     database_url = pg_url
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.storeconfig import load_config
 from bot.evaluate import load_scenarios, run_eval
+from domain.storeconfig import load_config
 
 EVAL = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
 pytestmark = pytest.mark.skipif(not (EVAL / "scenarios.jsonl").exists(), reason="../shared/eval not present")

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from agent.rules import Decision, Match, expectation_message
-from agent.storeconfig import Rule, StoreConfig
 from bot.evaluate import run_eval
+from domain.storeconfig import Rule, StoreConfig
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "examples" / "flash-sale" / "knowledge"
 
@@ -223,7 +223,7 @@ def report(store_config_module: StoreConfig) -> Any:
 
 @pytest.fixture(scope="module")
 def store_config_module() -> StoreConfig:
-    from agent.storeconfig import load_config
+    from domain.storeconfig import load_config
 
     return load_config()
 

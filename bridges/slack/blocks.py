@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bot.ports import ConversationView, MessageView
+from domain.ports import ConversationView, MessageView
 
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000

@@ -19,9 +19,9 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agent.storeconfig import StoreConfig
-from bot.ports import ConversationView, DeliveryError, MessageView
 from bridges.slack.blocks import escape, history_posts, message_post, parent_blocks
+from domain.ports import ConversationView, DeliveryError, MessageView
+from domain.storeconfig import StoreConfig
 
 log = logging.getLogger("handoff.slack")
 

@@ -23,11 +23,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agent.storeconfig import StoreConfig
-from bot.analytics import compute_stats
-from bot.core import CommandResult, Core, CoreError, UnknownConversation
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.markup import to_plain
+from core.analytics import compute_stats
+from core.lifecycle import CommandResult, Core, CoreError, UnknownConversation
+from domain.storeconfig import StoreConfig
 from storage import repo
 from storage.models import utcnow
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from agent.storeconfig import StoreConfig
-from bot.core import Core
-from bot.periodic import Periodic
+from core.lifecycle import Core
+from core.periodic import Periodic
+from domain.storeconfig import StoreConfig
 from storage import repo
 from storage.models import Conversation, ProcessedId, utcnow
 

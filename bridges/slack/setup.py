@@ -23,12 +23,12 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agent.storeconfig import StoreConfig
-from bot.app import BRIDGE_SETUP, BRIDGE_TEARDOWN, Services
-from bot.settings import Settings
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.listeners import Names, SlackContext, register
 from bridges.slack.reminders import ReminderLoop
+from core.services import BRIDGE_SETUP, BRIDGE_TEARDOWN, Services
+from domain.settings import Settings
+from domain.storeconfig import StoreConfig
 
 log = logging.getLogger("handoff.slack")
 BOLT = web.AppKey("slack_bolt", AsyncApp)

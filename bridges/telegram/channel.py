@@ -39,8 +39,8 @@ from telegram.error import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.pacing import Pacer
-from bot.ports import ConversationView, DeliveryError
+from core.pacing import Pacer
+from domain.ports import ConversationView, DeliveryError
 from storage import repo
 from storage.models import ProcessedId
 

@@ -10,8 +10,8 @@ import re
 import sys
 from typing import Any
 
-from bot.settings import Settings
 from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
+from domain.settings import Settings
 
 # Telegram's rule for secret_token: 1-256 characters, A-Z, a-z, 0-9, _ and -.
 SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")

@@ -24,9 +24,9 @@ from typing import Any
 from sqlalchemy import select
 from telegram import Message, Update, User
 
-from agent.storeconfig import StoreConfig
-from bot.core import Core, CoreError
-from bot.ports import ConversationView
+from core.lifecycle import Core, CoreError
+from domain.ports import ConversationView
+from domain.storeconfig import StoreConfig
 from storage import repo
 from storage.models import Conversation, OutboxRow, ProcessedId
 

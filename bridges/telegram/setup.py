@@ -18,18 +18,18 @@ from aiohttp import web
 from telegram import Bot, Update
 from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 
-from agent.storeconfig import StoreConfig
-from bot.app import (
+from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
+from bridges.telegram.channel import TelegramChannel, retry_after_seconds
+from bridges.telegram.intake import Intake
+from core.services import (
     BRIDGE_SETUP,
     BRIDGE_TEARDOWN,
     ConfigurationError,
     Services,
     display_name_factory,
 )
-from bot.settings import Settings
-from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
-from bridges.telegram.channel import TelegramChannel, retry_after_seconds
-from bridges.telegram.intake import Intake
+from domain.settings import Settings
+from domain.storeconfig import StoreConfig
 
 log = logging.getLogger("handoff.telegram")
 

@@ -15,9 +15,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from sqlalchemy import func, select
 
-from bot.core import Core, CoreError, UnknownConversation
-from bot.live import LiveHub
-from bot.ports import ConversationView, MessageView
+from core.lifecycle import Core, CoreError, UnknownConversation
+from core.live import LiveHub
+from domain.ports import ConversationView, MessageView
 from storage import repo
 from storage.models import Conversation, Message
 
@@ -118,7 +118,7 @@ class WebInboxRoutes:
 
     async def stats(self, request: web.Request) -> web.Response:
         """Counts and timings for the stats page: `since` (24h), `bucket` (1h), optional `tag`."""
-        from bot.analytics import compute_stats, parse_duration, tag_series
+        from core.analytics import compute_stats, parse_duration, tag_series
         from storage.models import utcnow
 
         self._check(request)

@@ -14,9 +14,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.core import Core, CoreError, UnknownConversation
-from bot.live import LiveHub
-from bot.ports import ConversationView
+from core.lifecycle import Core, CoreError, UnknownConversation
+from core.live import LiveHub
+from domain.ports import ConversationView
 
 log = logging.getLogger("handoff.widget")
 STATIC = Path(__file__).resolve().parent / "static"

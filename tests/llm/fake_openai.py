@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.masking import luhn_ok
+from domain.masking import luhn_ok
 
 API_KEY = "sk-test"
 # 13 to 19 digits, grouped or not, not part of a longer run of digits.

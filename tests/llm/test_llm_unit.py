@@ -15,8 +15,8 @@ from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.llm import LLMAgent, build_llm_agent
 from agent.offline import OfflineAgent
-from bot.ports import ConversationView, CustomerView, MessageView
-from bot.settings import Settings
+from domain.ports import ConversationView, CustomerView, MessageView
+from domain.settings import Settings
 from tests.llm.fake_openai import API_KEY, FakeOpenAI, cards_in, text
 
 NOW = datetime.now(UTC)

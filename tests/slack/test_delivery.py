@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot import delivery
+from core import delivery
 from tests.conftest import eventually
 from tests.slack.conftest import INBOX, Harness, slack_settings
 from tests.slack.fake_slack import FakeSlack
@@ -179,8 +179,8 @@ def test_ticket_edits_do_not_spend_the_channels_post_pace(store_config: Any) -> 
     """chat.update has its own tier: claiming a ticket must not delay the next thread post."""
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from bot.pacing import Pacer
     from bridges.slack.inbox import SlackInbox
+    from core.pacing import Pacer
 
     inbox = SlackInbox(AsyncWebClient(token="xoxb-test"), store_config, INBOX)
     pacer = Pacer()

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.storeconfig import StoreConfig
 from bot.app import ConfigurationError, build_app
+from domain.storeconfig import StoreConfig
 from storage import repo
 from tests.conftest import make_settings
 from tests.slack.conftest import FORM, INBOX, Harness, slack_settings

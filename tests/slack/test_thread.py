@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.storeconfig import StoreConfig
+from domain.storeconfig import StoreConfig
 from tests.conftest import eventually
 from tests.slack.conftest import INBOX, Harness, slack_settings
 from tests.slack.fake_slack import BOT_ID, FakeSlack

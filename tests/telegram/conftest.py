@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from bot.ports import ConversationView, MessageView
+from domain.ports import ConversationView, MessageView
 from tests.conftest import eventually, services
 from tests.telegram.fake_telegram import TOKEN, FakeTelegram
 

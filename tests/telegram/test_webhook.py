@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient
 
-from agent.storeconfig import StoreConfig
-from bot.ports import ConversationView, MessageView, Turn
+from domain.ports import ConversationView, MessageView, Turn
+from domain.storeconfig import StoreConfig
 from tests.conftest import eventually, services
 from tests.telegram.conftest import SECRET, conversation, history, hook, settle, texts
 from tests.telegram.fake_telegram import FakeTelegram, message_update, text_update

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.periodic import Periodic
+from core.periodic import Periodic
 from storage.models import AlertLog, TagEvent, utcnow
 
 log = logging.getLogger("handoff.spikes")

@@ -18,10 +18,10 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from bot.live import LiveHub
-from bot.metrics import Metrics
-from bot.pacing import Pacer
-from bot.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
+from core.live import LiveHub
+from core.metrics import Metrics
+from core.pacing import Pacer
+from domain.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
 from storage import repo
 from storage.models import Conversation, Message, OutboxRow, utcnow
 

@@ -18,7 +18,7 @@ import yaml
 from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.templating import ENV
+from domain.templating import ENV
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "flash-sale" / "handoff.yaml"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -262,7 +262,7 @@ class Store(Strict):
 
 
 class Alerts(Strict):
-    """Spike alerts per tag (see bot/spikes.py for the test)."""
+    """Spike alerts per tag (see core/spikes.py for the test)."""
 
     enabled: bool = True
     window_minutes: int = Field(default=30, gt=0)

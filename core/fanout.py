@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.live import LiveHub
+from core.live import LiveHub
 
 log = logging.getLogger("handoff.fanout")
 CHANNEL = "handoff_live"

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.live import LiveHub
-from bot.masking import mask_sensitive
-from bot.metrics import Metrics
-from bot.ports import Agent, ConversationView, Handoff, MessageView, Turn
+from core.live import LiveHub
+from core.metrics import Metrics
+from domain.masking import mask_sensitive
+from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from storage import repo
 from storage.db import after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
