@@ -22,6 +22,7 @@ def build_facts(conversation: ConversationView, mem: dict[str, Any]) -> dict[str
             if isinstance(i, dict) and i.get("stock") == 0
         ]
         order["verified"] = bool(o.get("verified"))
+        order["intents"] = list(o.get("intents") or [])
         orders.append(order)
     cust = dict(mem.get("customer") or {})
     customer = {
@@ -32,8 +33,8 @@ def build_facts(conversation: ConversationView, mem: dict[str, Any]) -> dict[str
         **{k: v for k, v in cust.items() if k not in ("email", "status", "verified", "tier")},
     }
     intents = list(mem.get("intents", []))
-    if "price_request" in intents and mem.get("retro_price"):
-        intents.append("price_override")
+    if "price_override" in intents:
+        intents.append("price_request")  # the name rule packs before learned intents used
     return {
         "intents": intents,
         "orders": orders,

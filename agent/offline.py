@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.actions import ActionResult, ActionRunner
-from agent.entities import EMAIL, extract, extract_emails
+from agent.classifier import IntentClassifier, merge_intents, shipped_intents, trained
+from agent.entities import EMAIL, OrderNumbers, extract_emails
 from agent.facts import build_facts, summary_text
-from agent.intents import Intents, detect
+from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
 from agent.rules import Decision, evaluate_rules, expectation_message
 from agent.text import content_words
@@ -24,7 +25,13 @@ from domain.ports import ConversationView, Handoff, MessageView, Turn
 from domain.storeconfig import StoreConfig
 from domain.templating import render
 
-CONVERSATION_INTENTS = ("cancel", "human", "fraud", "identity", "payment_problem", "price_request")
+# Intents that describe this message only; every other intent found stays for the conversation.
+TURN_INTENTS = frozenset({"none", "order_status"})
+
+
+def build_classifier(config: StoreConfig) -> IntentClassifier:
+    """The shipped intents plus the store's own (`intents:`), trained once per process."""
+    return trained(merge_intents(shipped_intents(), config.intents))
 
 
 @dataclass
@@ -51,7 +58,8 @@ def new_memory() -> dict[str, Any]:
         "orders": {},
         "customer": None,
         "intents": [],
-        "retro_price": False,
+        "pending_intents": [],
+        "last_orders": [],
         "asked": [],
         "misses": 0,
         "lookup_failed": False,
@@ -60,11 +68,32 @@ def new_memory() -> dict[str, Any]:
 
 class OfflineAgent:
     def __init__(
-        self, config: StoreConfig, knowledge: KnowledgeBase, actions: ActionRunner
+        self,
+        config: StoreConfig,
+        knowledge: KnowledgeBase,
+        actions: ActionRunner,
+        classifier: IntentClassifier | None = None,
     ) -> None:
         self.config = config
         self.kb = knowledge
         self.actions = actions
+        self.classifier = classifier or build_classifier(config)
+        # Order numbers as shoppers type them; the store's prefixes are also learned from the
+        # order numbers its own help pages show.
+        self.readers: dict[str, OrderNumbers] = {}
+        for name, entity in config.entities.items():
+            if name != "email":
+                reader = OrderNumbers(entity)
+                if entity.lenient:
+                    reader.learn(c.body for c in knowledge.chunks)
+                self.readers[name] = reader
+
+    def extract(self, name: str, text: str, mem: dict[str, Any] | None = None) -> list[str]:
+        """Values of entity `name` in `text`, read with what this conversation already named."""
+        if name == "email":
+            return extract_emails(text)
+        context = (mem or {}).get("entities", {}).get(name, [])
+        return [v for v in self.readers[name].extract(text, context) if "@" not in v]
 
     # ------------------------------------------------------------ the turn
 
@@ -78,21 +107,26 @@ class OfflineAgent:
         return turn
 
     async def prepare(
-        self, conversation: ConversationView, history: list[MessageView]
+        self,
+        conversation: ConversationView,
+        history: list[MessageView],
+        intents: list[str] | None = None,
     ) -> TurnState:
-        """Read the latest shopper message, run the actions it triggers, evaluate the rules."""
+        """Read the latest shopper message, run the actions it triggers, evaluate the rules.
+        `intents`: the message's intents as a model classified them (else the classifier's)."""
         mem = {**new_memory(), **deepcopy(conversation.memory or {})}
         shopper = [m for m in history if m.role == "shopper"]
         text = shopper[-1].text if shopper else ""
         mem["turn"] += 1
-        det = detect(text)
-        intents = set(mem["intents"])
-        intents |= det.found & set(CONVERSATION_INTENTS)
-        intents -= det.negated
-        mem["retro_price"] = mem["retro_price"] or det.retro_price
-        mem["intents"] = sorted(intents)
+        if intents is None:
+            det = detect(text, self.classifier)
+        else:
+            det = from_names(text, intents, self.classifier.names)
+        mem["intents"] = sorted(set(mem["intents"]) | (det.found - TURN_INTENTS))
         actions_run: list[dict[str, Any]] = []
+        known_before = dict(mem["entities"])
         new_orders = await self._collect(conversation, mem, text, actions_run)
+        self._attach_intents(mem, det, known_before, new_orders)
         facts = build_facts(conversation, mem)
         decision = evaluate_rules(self.config, facts)
         return TurnState(
@@ -160,8 +194,7 @@ class OfflineAgent:
         values = []
         for inp, entity_name in action.inputs.items():
             raw = str(args.get(inp, "")).strip()
-            entity = self.config.entities[entity_name]
-            found = extract_emails(raw) if entity_name == "email" else extract(entity, raw)
+            found = self.extract(entity_name, raw, state.mem)
             if not found:
                 return {"error": f"{inp} is not a valid {entity_name}: ask the shopper for it"}
             values.append(found[0])
@@ -242,11 +275,8 @@ class OfflineAgent:
             mem["email"] = emails[-1]
         seen: dict[str, list[str]] = mem["entities"]
         new_values: dict[str, list[str]] = {}
-        for name, entity in self.config.entities.items():
-            if name == "email":
-                values = emails
-            else:
-                values = [v for v in extract(entity, text) if "@" not in v]
+        for name in self.config.entities:
+            values = emails if name == "email" else self.extract(name, text, mem)
             fresh = [v for v in values if v not in seen.get(name, [])]
             if fresh:
                 seen.setdefault(name, []).extend(fresh)
@@ -272,6 +302,56 @@ class OfflineAgent:
             order["verified"] = self._owns(conversation, mem, order)
         await self._lookup_customer(conversation, mem, actions_run)
         return new_orders
+
+    def _attach_intents(
+        self,
+        mem: dict[str, Any],
+        det: Intents,
+        known_before: dict[str, list[str]],
+        new_orders: list[str],
+    ) -> None:
+        """Each order gets the intents of the sentences about it (`order.intents` in the rules), so
+        "cancel A, and B's payment failed" is a cancellation of A and a payment problem on B.
+        A sentence naming no order is about the order named before it in the message (or after
+        it, for a story that names the order at the end), else the orders the last message named;
+        with no order at all yet, its intents wait for the first order the shopper names."""
+        if "order_number" not in self.config.entities:
+            return
+        context = list(known_before.get("order_number", [])) + list(
+            mem["entities"].get("order_number", [])
+        )
+        per_sentence = []
+        for s in det.sentences:
+            named = self.readers["order_number"].extract(s.text, context)
+            per_sentence.append(named)
+        first = next((n for n in per_sentence if n), [])
+        current: list[str] = []
+        attached: dict[str, set[str]] = {}
+        pending = set(mem.get("pending_intents") or [])
+        for s, named in zip(det.sentences, per_sentence, strict=True):
+            wanted = set(s.intents) - TURN_INTENTS
+            if named:
+                current = named
+            target = current or first or list(mem.get("last_orders") or [])
+            if not wanted:
+                continue
+            if target:
+                for n in target:
+                    attached.setdefault(n, set()).update(wanted)
+            else:
+                pending |= wanted
+        if pending and new_orders:
+            for n in new_orders:
+                attached.setdefault(n, set()).update(pending)
+            pending = set()
+        mem["pending_intents"] = sorted(pending)
+        named_now = [n for ns in per_sentence for n in ns] or new_orders
+        if named_now:
+            mem["last_orders"] = list(dict.fromkeys(named_now))
+        for number, names in attached.items():
+            order = mem["orders"].get(number)
+            if order is not None:
+                order["intents"] = sorted(set(order.get("intents") or []) | names)
 
     def _remember_order(
         self, mem: dict[str, Any], number: str, res: ActionResult, owner_field: str | None
@@ -413,8 +493,11 @@ class OfflineAgent:
             if orders[number]["lookup"] == "not_found":
                 parts.append(render(msgs.order_not_found, number=number))
         # Orders whose owner is now proved and not yet reported, or that are asked about again.
-        entity = self.config.entities.get("order_number")
-        named_now = set(extract(entity, text)) if entity is not None else set()
+        named_now = (
+            set(self.extract("order_number", text, mem))
+            if "order_number" in self.config.entities
+            else set()
+        )
         for number, order in orders.items():
             if order["lookup"] != "ok":
                 continue
@@ -429,7 +512,7 @@ class OfflineAgent:
                     o["mismatch_told"] = True
             elif not mem.get("email"):
                 parts.append(msgs.ask_email)
-        wants_order = det.my_order and det.order_topic and not orders and not new_orders
+        wants_order = det.my_order and not orders and not new_orders
         if wants_order:
             parts.append(
                 self.config.entities.get("order_number").prompt
@@ -437,7 +520,9 @@ class OfflineAgent:
                 else msgs.ask_order
             )
 
-        passage = self._search(text, shopper, det) if not wants_order else None
+        # A question about "my order" is also searched: the store's pages may answer it (how long
+        # delivery takes) while the order number is asked for.
+        passage = self._search(text, shopper, det)
         if passage is not None:
             parts.append(f"{passage.text}\n(Source: {passage.source})")
             turn.sources = [passage.source]

@@ -62,6 +62,10 @@ class Entity(Strict):
     upper: bool = True
     prompt: str = ""
     description: str = ""
+    # Order numbers as shoppers type them (spaces, '#', l/O for 1/0, digits only when the prefix
+    # is known): see agent/entities.py. `prefixes` are the store's own, e.g. [KD].
+    lenient: bool = False
+    prefixes: list[str] = Field(default_factory=list)
 
     @field_validator("format")
     @classmethod
@@ -279,6 +283,18 @@ class Knowledge(Strict):
     min_confidence: float = Field(default=0.33, ge=0, le=1)
 
 
+class Intent(Strict):
+    """An intent the agent recognises from examples (agent/classifier.py). Under a shipped name
+    (cancel, payment_problem, fraud, identity, price_override, human, order_status, none) the
+    examples are added to the shipped ones; a new name is a new intent the rules can read
+    (`'gift_card' in intents`)."""
+
+    description: str = ""
+    examples: list[str] = Field(default_factory=list)
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    replace_examples: bool = False
+
+
 class StoreConfig(Strict):
     store: Store = Field(default_factory=Store)
     messages: Messages = Field(default_factory=Messages)
@@ -288,6 +304,7 @@ class StoreConfig(Strict):
     actions: dict[str, Action] = Field(default_factory=dict)
     tags: dict[str, Tag] = Field(default_factory=dict)
     rule_sets: list[RuleSet] = Field(default_factory=list)
+    intents: dict[str, Intent] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="env variables templates may read")
     mask_patterns: list[str] = Field(default_factory=list)
     note_prefix: str = ";"

@@ -1,0 +1,333 @@
+"""Intents learned from examples (the approach Rasa made standard), not from regular expressions.
+
+Each intent is a name, a description, example utterances and a confidence threshold. handoff ships
+a default set (agent/intent_data/*.yaml, several languages); a store adds examples or whole new
+intents under `intents:` in its YAML, and the classifier is trained on the union at start.
+
+The model is scikit-learn: TF-IDF over character n-grams inside word bounds (`char_wb`, 2-5: robust
+to typos, inflections and the compounds of German and Dutch) plus word uni- and bigrams (word order:
+"don't cancel" vs "cancel"), and a multinomial logistic regression, whose probabilities are used
+against each intent's threshold. Chosen by measurement over the alternatives (see the README's
+"Intents" section and bench/intent_cv.py). A message is classified sentence by sentence, so a long
+story still finds its request and one message can carry several intents.
+
+Numbers, order numbers and emails are replaced by placeholders before training and prediction: the
+classifier learns what people ask, never which order or price they named."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from agent.text import normalize
+
+DATA_DIR = Path(__file__).resolve().parent / "intent_data"
+NONE = "none"
+DEFAULT_THRESHOLD = 0.4
+
+_EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[a-z]{2,}")
+_CODE = re.compile(r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b")
+_NUMBER = re.compile(r"[$€£]?\d+(?:[.,:]\d+)*\s?[%€$£]?")
+_SPACES = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+|\s+-+\s+|(?<=[!?])(?=[A-Za-z¿¡])")
+
+
+@dataclass(frozen=True)
+class IntentSpec:
+    name: str
+    description: str = ""
+    examples: tuple[str, ...] = ()
+    threshold: float = DEFAULT_THRESHOLD
+
+
+@dataclass
+class SentenceIntents:
+    """One sentence of a message: the best intent, its probability, and every intent over its bar."""
+
+    text: str
+    best: str
+    probability: float
+    intents: list[str] = field(default_factory=list)
+
+
+# Negation scope marking (a standard featurisation from sentiment analysis): the words after a
+# negator, up to the next punctuation or "just/only", are marked, so "no need to cancel" and
+# "I need to cancel" no longer share their n-grams. What a marked word means is still learned from
+# the examples; nothing here knows an intent.
+_NEGATORS = frozenset(
+    "not no never nothing nobody without nicht kein keine keinen nie nichts niemand nunca nada "
+    "nadie ni ne pas jamais rien personne niet geen nooit niets niemand".split()
+)
+_SCOPE_END = re.compile(r"[.,;:!?()]|\b(just|only|but|nur|sondern|solo|sino|juste|seulement|alleen|maar)\b")
+_TOKEN = re.compile(r"[.,;:!?()]|[^\s.,;:!?()]+")
+
+
+def _mark_negation(text: str) -> str:
+    out: list[str] = []
+    scope = 0
+    for tok in _TOKEN.findall(text):
+        if _SCOPE_END.fullmatch(tok):
+            scope = 0
+            out.append(tok)
+        elif tok in _NEGATORS:
+            scope = 4
+            out.append(tok)
+        elif scope:
+            scope -= 1
+            out.append("not_" + tok)
+        else:
+            out.append(tok)
+    return " ".join(out)
+
+
+def prepare(text: str) -> str:
+    """What the classifier sees: folded, contractions expanded, identifiers and numbers as
+    placeholders (so "#AB 12345" and "£26.99" are features of their kind, not of their value),
+    negation scopes marked."""
+    t = normalize(text)
+    t = _EMAIL.sub(" zzemail ", t)
+    t = _CODE.sub(" zzorder ", t)
+    t = _NUMBER.sub(" 0 ", t)
+    return _mark_negation(_SPACES.sub(" ", t).strip())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences, the unit intents are found in; a run of chat text without punctuation is one."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip(" .,!?;-")]
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def shipped_intents() -> dict[str, IntentSpec]:
+    """The default intents shipped with handoff, one YAML file each."""
+    out: dict[str, IntentSpec] = {}
+    for path in sorted(DATA_DIR.glob("*.yaml")):
+        for name, spec in _read_yaml(path).items():
+            out[name] = IntentSpec(
+                name=name,
+                description=str(spec.get("description", "")),
+                examples=tuple(str(e) for e in spec.get("examples") or ()),
+                threshold=float(spec.get("threshold", DEFAULT_THRESHOLD)),
+            )
+    return out
+
+
+def merge_intents(
+    shipped: dict[str, IntentSpec], store: dict[str, Any] | None
+) -> list[IntentSpec]:
+    """The store's `intents:` on top of the shipped set: examples are added to an intent of the
+    same name, a description or threshold replaces the shipped one, a new name is a new intent.
+    `replace_examples: true` drops the shipped examples of that intent."""
+    merged = dict(shipped)
+    for name, raw in (store or {}).items():
+        spec = raw if isinstance(raw, dict) else raw.model_dump()
+        base = merged.get(name, IntentSpec(name=name))
+        examples = tuple(str(e) for e in spec.get("examples") or ())
+        threshold = spec.get("threshold")
+        merged[name] = IntentSpec(
+            name=name,
+            description=spec.get("description") or base.description,
+            examples=examples if spec.get("replace_examples") else base.examples + examples,
+            threshold=base.threshold if threshold is None else float(threshold),
+        )
+    return [s for s in merged.values() if s.examples]
+
+
+def _fingerprint(specs: Sequence[IntentSpec], options: tuple[Any, ...]) -> str:
+    h = hashlib.sha256(repr(options).encode())
+    for s in sorted(specs, key=lambda s: s.name):
+        h.update(s.name.encode())
+        for e in s.examples:
+            h.update(b"\0" + e.encode())
+    return h.hexdigest()
+
+
+def _sentence_vectors() -> Any:
+    """WordLlama's static token embeddings (the 16 MB model ships inside its wheel), or None
+    when the package is missing. Loaded from the wheel's own folder with downloads disabled: the
+    library's default lookup misses its bundled tokenizer file and would try the network."""
+    try:
+        import wordllama
+        from wordllama import WordLlama
+    except ImportError:  # pragma: no cover - an install without the optional vectors
+        return None
+    return WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
+
+
+_VECTORS: list[Any] = []
+
+
+def sentence_vectors() -> Any:
+    if not _VECTORS:
+        _VECTORS.append(_sentence_vectors())
+    return _VECTORS[0]
+
+
+class IntentClassifier:
+    """Trained once at start. Prediction does not go through scikit-learn's per-call machinery:
+    the fitted vocabularies, IDF weights and coefficients are read out once, so a sentence costs
+    a dictionary lookup per n-gram and one small matrix product; results are cached per sentence."""
+
+    def __init__(
+        self,
+        specs: Sequence[IntentSpec],
+        *,
+        c: float = 30.0,
+        vectors: bool = True,
+        thresholds: dict[str, float] | None = None,
+    ) -> None:
+        from scipy import sparse
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        if not any(s.name == NONE for s in specs):
+            raise ValueError(f"the intents need a '{NONE}' class: what is no request at all")
+        self.specs = {s.name: s for s in specs}
+        self.thresholds = {s.name: s.threshold for s in specs} | dict(thresholds or {})
+        texts: list[str] = []
+        labels: list[str] = []
+        for s in specs:
+            for e in s.examples:
+                texts.append(prepare(e))
+                labels.append(s.name)
+        self._vectorizers = [
+            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
+            TfidfVectorizer(
+                analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
+                token_pattern=r"(?u)\b\w+\b",
+            ),
+        ]
+        blocks = [v.fit_transform(texts) for v in self._vectorizers]
+        self._wl = sentence_vectors() if vectors else None
+        if self._wl is not None:
+            blocks.append(sparse.csr_matrix(self._embed(texts)))
+        x = sparse.hstack(blocks).tocsr()
+        model = LogisticRegression(C=c, max_iter=200, tol=1e-3, class_weight="balanced")
+        model.fit(x, labels)
+        self.labels: list[str] = [str(label) for label in model.classes_]
+        # Read the fitted model out for prediction without scikit-learn's per-call overhead.
+        coef = np.asarray(model.coef_, dtype=np.float64)
+        self._intercept = np.asarray(model.intercept_, dtype=np.float64)
+        self._parts = []
+        offset = 0
+        for v in self._vectorizers:
+            n = len(v.vocabulary_)
+            self._parts.append(
+                (v.build_analyzer(), v.vocabulary_, v.idf_, coef[:, offset : offset + n])
+            )
+            offset += n
+        self._coef_vec = coef[:, offset:] if self._wl is not None else None
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str, float, tuple[str, ...]]] = {}
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        e = np.asarray(self._wl.embed([t.replace("not_", "") for t in texts]), dtype=np.float64)
+        return e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.specs)
+
+    def _logits(self, prepared: str) -> np.ndarray:
+        out = self._intercept.copy()
+        for analyzer, vocab, idf, coef in self._parts:
+            counts: dict[int, int] = {}
+            for gram in analyzer(prepared):
+                i = vocab.get(gram)
+                if i is not None:
+                    counts[i] = counts.get(i, 0) + 1
+            if not counts:
+                continue
+            idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            w = (np.log(tf) + 1.0) * idf[idx]
+            w /= np.sqrt(w @ w)
+            out += coef[:, idx] @ w
+        if self._coef_vec is not None:
+            out += self._coef_vec @ self._embed([prepared])[0]
+        return out
+
+    def proba(self, text: str) -> np.ndarray:
+        """Class probabilities (columns in `labels` order) for one sentence."""
+        z = self._logits(prepare(text))
+        z = np.exp(z - z.max())
+        return z / z.sum()
+
+    def _predict(self, prepared: str) -> tuple[str, float, tuple[str, ...]]:
+        hit = self._cache.get(prepared)
+        if hit is not None:
+            return hit
+        z = self._logits(prepared)
+        z = np.exp(z - z.max())
+        row = z / z.sum()
+        # One intent per sentence, the most likely, when it clears its own bar: a message with
+        # several requests has them in several sentences; a sentence torn between two is unsure.
+        best = int(np.argmax(row))
+        label = self.labels[best]
+        over = (
+            (label,)
+            if label != NONE and row[best] >= self.thresholds.get(label, DEFAULT_THRESHOLD)
+            else ()
+        )
+        result = (label, float(row[best]), over)
+        with self._lock:
+            if len(self._cache) > 20000:
+                self._cache.clear()
+            self._cache[prepared] = result
+        return result
+
+    def classify(self, text: str) -> list[SentenceIntents]:
+        """Every sentence of `text` with its intents (those whose probability clears their bar).
+        (Reading long sentences clause by clause as well was measured and dropped: short clauses
+        gave confident intents to stray phrases such as "my account".)"""
+        out = []
+        for raw in split_sentences(text):
+            prepared = prepare(raw)
+            if not prepared:
+                continue
+            best, prob, over = self._predict(prepared)
+            out.append(SentenceIntents(raw, best, prob, list(over)))
+        return out
+
+    def intents(self, text: str) -> set[str]:
+        return {i for s in self.classify(text) for i in s.intents}
+
+
+_TRAINED: dict[str, IntentClassifier] = {}
+_TRAIN_LOCK = threading.Lock()
+
+
+def trained(specs: Sequence[IntentSpec], **options: Any) -> IntentClassifier:
+    """A classifier for these intents, trained once per process for the same examples (tests and
+    the eval build many agents for one store; a store's service builds one)."""
+    thresholds = dict(options.pop("thresholds", None) or {})
+    key = _fingerprint(specs, tuple(sorted(options.items())))
+    with _TRAIN_LOCK:
+        base = _TRAINED.get(key)
+        if base is None:
+            base = IntentClassifier(specs, **options)
+            _TRAINED[key] = base
+    # The fitted model is shared; thresholds and the per-sentence cache are this caller's own.
+    clf = copy.copy(base)
+    clf.specs = {s.name: s for s in specs}
+    clf.thresholds = {s.name: s.threshold for s in specs} | thresholds
+    clf._cache = {}
+    clf._lock = threading.Lock()
+    return clf
+
+
+@lru_cache(maxsize=1)
+def default_specs() -> tuple[IntentSpec, ...]:
+    return tuple(merge_intents(shipped_intents(), None))
