@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.entities import OrderNumbers, extract_emails
-from agent.storeconfig import load_config
+from domain.storeconfig import load_config
 
 HELP_PAGE = "Where is my order? Your order number looks like AB-123456; it is in the confirmation email."
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.storeconfig import load_config
 from bot.evaluate import run_eval
+from domain.storeconfig import load_config
 from tests.test_rules import order, scenario
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "examples" / "flash-sale" / "knowledge"
