@@ -63,7 +63,11 @@ class Customer(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("ix_conversations_state", "state", "priority"),)
+    __table_args__ = (
+        Index("ix_conversations_state", "state", "priority"),
+        # The inbox's newest-first lists ("With AI", "Resolved") page through one state by id.
+        Index("ix_conversations_state_id", "state", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -221,3 +225,33 @@ class PacingSlot(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     next_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Staff(Base):
+    """A person who works in the web inbox, under whose name their replies and changes are kept.
+
+    `login_hash` is the sha256 of their one-time login secret (a random 256-bit token, so a
+    plain hash is enough: there is nothing to brute-force), cleared when it is used."""
+
+    __tablename__ = "staff"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # The name folded for comparison, so "maria lopez" cannot be added beside "Maria Lopez".
+    name_key: Mapped[str] = mapped_column(String(100), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    login_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    login_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StaffSession(Base):
+    """A signed-in browser. Only the sha256 of the cookie's random id is stored, so a copy of
+    the database does not sign anyone in."""
+
+    __tablename__ = "staff_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())

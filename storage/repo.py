@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,8 @@ from storage.models import (
     Customer,
     Message,
     ProcessedId,
+    Staff,
+    StaffSession,
     StateEvent,
     TagEvent,
     utcnow,
@@ -81,8 +84,14 @@ async def load_views(
     session: AsyncSession, ids: set[int] | list[int]
 ) -> dict[int, ConversationView]:
     """Many conversations in three queries, not three per conversation."""
-    ids = list(ids)
-    convs = list(await session.scalars(select(Conversation).where(Conversation.id.in_(ids))))
+    convs = list(await session.scalars(select(Conversation).where(Conversation.id.in_(list(ids)))))
+    return {v.id: v for v in await views_of(session, convs)}
+
+
+async def views_of(session: AsyncSession, convs: list[Conversation]) -> list[ConversationView]:
+    """Views of already loaded conversations, in their order: two more queries in all."""
+    if not convs:
+        return []
     customers = {
         c.id: c
         for c in await session.scalars(
@@ -93,12 +102,12 @@ async def load_views(
     for cid, tag in (
         await session.execute(
             select(ConversationTag.conversation_id, ConversationTag.tag)
-            .where(ConversationTag.conversation_id.in_(ids))
+            .where(ConversationTag.conversation_id.in_([c.id for c in convs]))
             .order_by(ConversationTag.tag)
         )
     ).all():
         tags.setdefault(cid, []).append(tag)
-    return {c.id: make_view(c, customers[c.customer_id], tuple(tags.get(c.id, ()))) for c in convs}
+    return [make_view(c, customers[c.customer_id], tuple(tags.get(c.id, ()))) for c in convs]
 
 
 def make_view(conv: Conversation, customer: Customer, tags: tuple[str, ...]) -> ConversationView:
@@ -257,11 +266,94 @@ async def open_queue(
     session: AsyncSession, states: tuple[str, ...] = ("queued", "claimed")
 ) -> list[ConversationView]:
     rows = await session.scalars(
-        select(Conversation)
-        .where(Conversation.state.in_(states))
-        .order_by(Conversation.priority.desc(), Conversation.handed_off_at, Conversation.id)
+        select(Conversation).where(Conversation.state.in_(states)).order_by(*QUEUE_ORDER)
     )
-    return [await conversation_view(session, c) for c in rows]
+    return await views_of(session, list(rows))
+
+
+# The team's queue: most urgent first, then longest waiting.
+QUEUE_ORDER = (
+    Conversation.priority.desc(),
+    Conversation.handed_off_at.asc().nulls_last(),
+    Conversation.id,
+)
+
+
+@dataclass(frozen=True)
+class InboxTab:
+    """One of the web inbox's lists: which states, whether only the viewer's own, in what order."""
+
+    states: tuple[str, ...]
+    mine: bool = False
+    queue_order: bool = True  # else newest first
+
+
+INBOX_TABS: dict[str, InboxTab] = {
+    "open": InboxTab(("queued", "claimed")),
+    "waiting": InboxTab(("queued",)),
+    "mine": InboxTab(("claimed",), mine=True),
+    "bot": InboxTab(("bot",), queue_order=False),
+    "resolved": InboxTab(("resolved",), queue_order=False),
+    "all": InboxTab(("bot", "queued", "claimed", "resolved"), queue_order=False),
+}
+
+
+async def inbox_counts(session: AsyncSession, me: str) -> dict[str, int]:
+    """How many conversations each inbox tab holds, in one grouped query."""
+    per_state: dict[str, int] = {}
+    mine = 0
+    rows = await session.execute(
+        select(
+            Conversation.state,
+            func.count(),
+            func.sum(case((and_(Conversation.state == "claimed", Conversation.owner == me), 1), else_=0)),
+        ).group_by(Conversation.state)
+    )
+    for state, n, own in rows.all():
+        per_state[state] = int(n)
+        mine += int(own or 0)
+    return {
+        name: mine if tab.mine else sum(per_state.get(st, 0) for st in tab.states)
+        for name, tab in INBOX_TABS.items()
+    }
+
+
+async def inbox_page(
+    session: AsyncSession, tab: str, *, me: str, offset: int, limit: int
+) -> list[ConversationView]:
+    """One page of a tab: a single LIMIT/OFFSET query, then the page's customers and tags."""
+    spec = INBOX_TABS[tab]
+    q = select(Conversation).where(Conversation.state.in_(spec.states))
+    if spec.mine:
+        q = q.where(Conversation.owner == me)
+    q = q.order_by(*QUEUE_ORDER) if spec.queue_order else q.order_by(Conversation.id.desc())
+    convs = list(await session.scalars(q.offset(offset).limit(limit)))
+    return await views_of(session, convs)
+
+
+async def inbox_rows(session: AsyncSession, ids: list[int]) -> list[ConversationView]:
+    """Conversations by id (the ones a live event named), for patching a list in place."""
+    if not ids:
+        return []
+    convs = list(await session.scalars(select(Conversation).where(Conversation.id.in_(ids))))
+    return await views_of(session, convs)
+
+
+async def last_texts(session: AsyncSession, ids: list[int], chars: int = 200) -> dict[int, str]:
+    """The start of each conversation's latest message (internal notes aside), in one query."""
+    if not ids:
+        return {}
+    latest = (
+        select(func.max(Message.id))
+        .where(Message.conversation_id.in_(ids), Message.role != "note")
+        .group_by(Message.conversation_id)
+    )
+    rows = await session.execute(
+        select(Message.conversation_id, func.substr(Message.text, 1, chars)).where(
+            Message.id.in_(latest.scalar_subquery())
+        )
+    )
+    return {cid: text or "" for cid, text in rows.all()}
 
 
 async def tag_counts(session: AsyncSession, since: datetime | None = None) -> dict[str, int]:
@@ -269,6 +361,109 @@ async def tag_counts(session: AsyncSession, since: datetime | None = None) -> di
     if since is not None:
         q = q.where(TagEvent.at >= since)
     return {tag: n for tag, n in (await session.execute(q)).all()}
+
+
+# ------------------------------------------------------------------------------ staff
+
+
+@dataclass(frozen=True)
+class StaffView:
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+    sessions: int = 0
+    login_pending: bool = False
+
+
+def staff_key(name: str) -> str:
+    """Names compare without case or extra spaces: "maria  LOPEZ" is Maria Lopez."""
+    return " ".join(name.split()).casefold()
+
+
+def _staff_view(s: Staff, sessions: int = 0, now: datetime | None = None) -> StaffView:
+    pending = bool(s.login_hash and s.login_expires_at and s.login_expires_at > (now or utcnow()))
+    return StaffView(s.id, s.name, s.is_admin, s.created_at, sessions, pending)
+
+
+async def find_staff(session: AsyncSession, name: str) -> Staff | None:
+    return await session.scalar(select(Staff).where(Staff.name_key == staff_key(name)))
+
+
+async def add_staff(session: AsyncSession, name: str, *, is_admin: bool = False) -> Staff:
+    staff = Staff(name=" ".join(name.split()), name_key=staff_key(name), is_admin=is_admin)
+    session.add(staff)
+    await session.flush()
+    return staff
+
+
+async def list_staff(session: AsyncSession, now: datetime) -> list[StaffView]:
+    """Everyone, with how many live sessions each has, in one query."""
+    live = (
+        select(StaffSession.staff_id, func.count().label("n"))
+        .where(StaffSession.expires_at > now)
+        .group_by(StaffSession.staff_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(Staff, live.c.n).outerjoin(live, live.c.staff_id == Staff.id).order_by(Staff.name_key)
+    )
+    return [_staff_view(s, int(n or 0), now) for s, n in rows.all()]
+
+
+async def remove_staff(session: AsyncSession, staff_id: int) -> None:
+    await session.execute(delete(StaffSession).where(StaffSession.staff_id == staff_id))
+    await session.execute(delete(Staff).where(Staff.id == staff_id))
+
+
+async def take_login(session: AsyncSession, login_hash: str, now: datetime) -> StaffView | None:
+    """Use up a one-time login: one UPDATE ... RETURNING, so two tabs racing with the same link
+    cannot both get in."""
+    row = (
+        await session.execute(
+            update(Staff)
+            .where(Staff.login_hash == login_hash, Staff.login_expires_at > now)
+            .values(login_hash=None, login_expires_at=None)
+            .returning(Staff.id, Staff.name, Staff.is_admin, Staff.created_at)
+        )
+    ).first()
+    return StaffView(row[0], row[1], row[2], row[3]) if row else None
+
+
+async def add_staff_session(
+    session: AsyncSession, staff_id: int, id_hash: str, expires_at: datetime
+) -> None:
+    session.add(StaffSession(id_hash=id_hash, staff_id=staff_id, expires_at=expires_at))
+    await session.flush()
+
+
+async def session_staff(
+    session: AsyncSession, id_hash: str, now: datetime
+) -> tuple[StaffView, datetime] | None:
+    """Who a session id belongs to and until when, if it is still good."""
+    row = (
+        await session.execute(
+            select(Staff, StaffSession.expires_at)
+            .join(StaffSession, StaffSession.staff_id == Staff.id)
+            .where(StaffSession.id_hash == id_hash, StaffSession.expires_at > now)
+        )
+    ).first()
+    return (_staff_view(row[0], now=now), row[1]) if row else None
+
+
+async def extend_staff_session(session: AsyncSession, id_hash: str, expires_at: datetime) -> None:
+    await session.execute(
+        update(StaffSession).where(StaffSession.id_hash == id_hash).values(expires_at=expires_at)
+    )
+
+
+async def delete_staff_session(session: AsyncSession, id_hash: str) -> None:
+    await session.execute(delete(StaffSession).where(StaffSession.id_hash == id_hash))
+
+
+async def prune_staff_sessions(session: AsyncSession, now: datetime) -> int:
+    res = await session.execute(delete(StaffSession).where(StaffSession.expires_at <= now))
+    return res.rowcount or 0
 
 
 def touch(conv: Conversation) -> None:
