@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -43,6 +44,7 @@ from bot.shop_server import ShopData, free_port, start_shop  # noqa: E402
 from tests.slack.fake_slack import SIGNING_SECRET, TOKEN, FakeSlack, event_body, sign  # noqa: E402
 
 INBOX = "C_BENCH_INBOX"
+INBOX_TOKEN = secrets.token_urlsafe(32)  # the web inbox's bootstrap (admin) login
 
 QUESTIONS = [
     "How long does delivery to Austria take?",
@@ -369,7 +371,8 @@ async def answer_handoffs(http: aiohttp.ClientSession, services: list[Service], 
                           slack: FakeSlack | None, timeout: float) -> dict[str, Any]:
     """People answer every handed-off chat once: in its Slack thread (a signed event), or through
     the web inbox API when Slack is off. Also measures handoff -> thread parent latency."""
-    auth = {"Authorization": "Bearer bench-inbox"}
+    async with http.post(f"{services[0].base}/inbox/api/login", json={"token": INBOX_TOKEN}) as r:
+        auth = {"Cookie": f"handoff_inbox={r.cookies['handoff_inbox'].value}"}  # signed in as admin
     answered, latencies = 0, []
     deadline = time.monotonic() + timeout
     for sh in shoppers:
@@ -397,7 +400,7 @@ async def answer_handoffs(http: aiohttp.ClientSession, services: list[Service], 
                 answered += r.status == 200
         else:
             async with http.post(f"{services[0].base}/inbox/api/conversations/{sh.cid}/reply", headers=auth,
-                                 json={"text": text, "author": "Maria"}) as r:
+                                 json={"text": text}) as r:
                 answered += r.status == 200
     return {"answered": answered, "handoff_to_thread": latencies}
 
@@ -434,7 +437,7 @@ async def main_async(args: argparse.Namespace) -> int:
     tmp = tempfile.mkdtemp(prefix="handoff-bench-")
     db = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp}/bench.db"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-    env.update(DATABASE_URL=db, INBOX_TOKEN="bench-inbox", SHOP_API_URL=shop_url, LOG_LEVEL="ERROR",
+    env.update(DATABASE_URL=db, INBOX_TOKEN=INBOX_TOKEN, SHOP_API_URL=shop_url, LOG_LEVEL="ERROR",
                DELIVERY_POLL_SECONDS="0.05", DELIVERY_LEASE_SECONDS="10", PROCESSING_LEASE_SECONDS="10")
     slack = None
     if not args.no_slack:

@@ -66,7 +66,6 @@ async def main_async(args: argparse.Namespace) -> None:
         _env_file=None,
         database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
         shop_api_url=shop_url,
-        inbox_token="bench",
         delivery_poll_seconds=0.5,
     )
     app = build_app(settings, load_config(ROOT / "examples/flash-sale/handoff.yaml"))

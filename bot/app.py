@@ -10,6 +10,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from core.lifecycle import Core, CoreMessages
 from core.live import LiveHub
 from core.metrics import Metrics
 from core.pacing import Pacer
+from core.queue import QueueReader
 from core.services import (
     BRIDGE_SETUP,
     BRIDGE_TEARDOWN,
@@ -30,6 +32,7 @@ from core.services import (
     Services,
     display_name_factory,
 )
+from core.staff import StaffAccounts, weak_secret_problem
 from domain.ports import Agent, Inbox, ShopperChannel
 from domain.settings import Settings
 from domain.storeconfig import StoreConfig
@@ -42,9 +45,12 @@ log = logging.getLogger("handoff.app")
 def check_production(settings: Settings) -> list[str]:
     """What is missing to run outside demo mode; fail closed rather than run unprotected."""
     problems = []
+    if settings.inbox_token:
+        # A guessable bootstrap token would sign a stranger in as the inbox's admin.
+        weak = weak_secret_problem("INBOX_TOKEN", settings.inbox_token.get_secret_value())
+        if weak:
+            problems.append(weak)
     if not settings.demo:
-        if not settings.inbox_token and not settings.slack_enabled:
-            problems.append("INBOX_TOKEN is not set: the web inbox would be open to anyone")
         if settings.slack_enabled and not settings.slack_signing_secret:
             problems.append("SLACK_SIGNING_SECRET is not set: Slack requests could not be verified")
         if (
@@ -128,16 +134,21 @@ def build_app(
         core.typing_hooks["widget"] = channels["widget"].typing  # type: ignore[attr-defined]
         token = settings.inbox_token.get_secret_value() if settings.inbox_token else ""
         if not token and settings.demo:
-            token = secrets.token_urlsafe(9)
+            token = secrets.token_urlsafe(32)
         services = Services(
             settings, config, core, worker, live, agent, channels, inboxes, token
         )
         services.extras["metrics"] = metrics
+        services.extras["staff"] = StaffAccounts(
+            sessions,
+            bootstrap_token=token,
+            session_lifetime=timedelta(days=settings.inbox_session_days),
+            link_lifetime=timedelta(hours=settings.staff_link_hours),
+        )
+        services.extras["queue"] = QueueReader(sessions)
         app[SERVICES] = services
         monitor = None
         if config.alerts.enabled:
-            from datetime import timedelta
-
             from core.spikes import SpikeConfig, SpikeMonitor
 
             a = config.alerts
@@ -244,11 +255,20 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
     ]
     lazy = _Lazy(app)
     WidgetRoutes(lazy, lazy.live, max_text=settings.max_message_chars).register(app)  # type: ignore[arg-type]
-    inbox_routes = WebInboxRoutes(lazy, lazy.live, "", tags)  # type: ignore[arg-type]
+    inbox_routes = WebInboxRoutes(
+        lazy,  # type: ignore[arg-type]
+        lazy.live,  # type: ignore[arg-type]
+        tags,
+        trusted_proxies=settings.trusted_proxies,
+        login_limit=settings.inbox_login_limit,
+        session_seconds=settings.inbox_session_days * 86400,
+    )
     inbox_routes.register(app)
 
     async def bind(app: web.Application, services: Services) -> None:
-        inbox_routes.token = services.inbox_token
+        inbox_routes.staff = services.extras["staff"]
+        inbox_routes.reader = services.extras["queue"]
+        services.extras["inbox_routes"] = inbox_routes
 
     app[BRIDGE_SETUP].append(bind)
     if settings.slack_enabled:

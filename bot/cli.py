@@ -55,6 +55,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     )
     print(
         f"inbox:      {'Slack ' + str(settings.slack_inbox_channel) if settings.slack_enabled else 'web inbox at /inbox'}"
+        f" (staff: `handoff staff add NAME`{'; INBOX_TOKEN signs in as admin' if settings.inbox_token else ''})"
     )
     print(
         f"channels:   widget{', telegram (' + settings.telegram_mode + ')' if settings.telegram_enabled else ''}"
@@ -147,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             "\nhandoff demo is running (Ctrl-C to stop)\n"
             f"  shop page with the chat widget:  {base}/\n"
-            f"  team inbox:                      {base}/inbox   (token: {token})\n"
+            f"  team inbox (as admin):           {base}/inbox#login={token}\n"
             f"  sample shop API:                 {settings.shop_api_url}/orders/FP-100234\n"
             "  try: 'where is my order FP-100234?', 'my payment for FP-100311 failed',\n"
             "       'how long does shipping to Germany take?', 'can I talk to a person?'\n",
@@ -205,6 +206,68 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_staff(args: argparse.Namespace) -> int:
+    """People who work in the web inbox: add (prints a one-time login link), list, remove."""
+    from datetime import timedelta
+
+    from core.staff import StaffAccounts, StaffError
+    from storage.db import make_engine, make_sessionmaker
+    from storage.migrate import upgrade
+
+    settings = Settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)  # as `handoff run` does for SQLite
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url)
+        accounts = StaffAccounts(
+            make_sessionmaker(engine),
+            session_lifetime=timedelta(days=settings.inbox_session_days),
+            link_lifetime=timedelta(hours=settings.staff_link_hours),
+        )
+        try:
+            if args.staff_command == "add":
+                try:
+                    invite = await accounts.add(args.name)
+                except StaffError as exc:
+                    print(exc, file=sys.stderr)
+                    return 2
+                base = settings.public_url.rstrip("/") or "<your service URL>"
+                hours = f"{settings.staff_link_hours:g}"
+                what = "added" if invite.created else "already has an account: new login link (the previous one no longer works)"
+                print(
+                    f"{invite.name} {what}.\n"
+                    f"Send them this one-time sign-in link (good for {hours} hours, once):\n"
+                    f"  {invite.link(base)}\n"
+                    "or the token alone, to paste on the inbox's sign-in page:\n"
+                    f"  {invite.token}"
+                )
+                if not settings.public_url:
+                    print("(set PUBLIC_URL to get a complete link)", file=sys.stderr)
+                return 0
+            if args.staff_command == "list":
+                people = await accounts.list()
+                if not people:
+                    print("no staff accounts yet: handoff staff add NAME")
+                for p in people:
+                    notes = [f"{p.sessions} signed-in session{'s' if p.sessions != 1 else ''}"]
+                    if p.is_admin:
+                        notes.append("admin (INBOX_TOKEN)")
+                    if p.login_pending:
+                        notes.append("login link not used yet")
+                    print(f"{p.name}\t{', '.join(notes)}\tsince {p.created_at:%Y-%m-%d}")
+                return 0
+            if await accounts.remove(args.name):
+                print(f"removed {args.name}: their sessions have ended")
+                return 0
+            print(f"no staff account named {args.name!r}", file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
 def cmd_telegram(args: argparse.Namespace) -> int:
     from bridges.telegram.cli import run
 
@@ -254,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", help="only this tag")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+    p = sub.add_parser("staff", help="web inbox accounts: add NAME (prints a login link), list, remove NAME")
+    ssub = p.add_subparsers(dest="staff_command", required=True)
+    ssub.add_parser("add", help="add a person (or give them a new login link)").add_argument("name")
+    ssub.add_parser("list", help="everyone, with their signed-in sessions")
+    ssub.add_parser("remove", help="remove a person and end their sessions").add_argument("name")
+    p.set_defaults(func=cmd_staff)
     p = sub.add_parser("telegram", help="Telegram helpers: set-webhook URL, delete-webhook, info")
     tsub = p.add_subparsers(dest="telegram_command", required=True)
     tsub.add_parser("set-webhook", help="register URL/telegram/webhook with the secret token").add_argument("url")

@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     public_url: str = ""
     log_level: str = "INFO"
 
+    # A bootstrap login for the web inbox (as the account "admin", who can add staff there);
+    # refused unless it carries at least 128 bits. Day to day, people sign in as themselves.
     inbox_token: SecretStr | None = None
     # Bearer token a Prometheus scraper sends for /metrics; without it /metrics is open in demo
     # mode only (it tells how busy the store is and how many chats wait).
@@ -56,6 +58,14 @@ class Settings(BaseSettings):
     delivery_give_up_seconds: float = Field(default=86_400.0, gt=0)
     processing_lease_seconds: float = 120.0
     sweep_seconds: float = 5.0
+
+    # The web inbox's staff sessions: how long one lasts unused (it renews while in use), how
+    # long a one-time login link stays good, and failed sign-ins allowed per client address.
+    inbox_session_days: float = Field(default=14.0, gt=0)
+    staff_link_hours: float = Field(default=72.0, gt=0)
+    inbox_login_limit: str = "10/15minutes"
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated CIDRs).
+    trusted_proxies: str = ""
 
     @property
     def slack_enabled(self) -> bool:

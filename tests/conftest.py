@@ -103,7 +103,7 @@ def make_settings(tmp_path: Path, shop_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path}/handoff.db",
         "shop_api_url": shop_url,
-        "inbox_token": "inbox-secret",
+        "inbox_token": INBOX_TOKEN,
         "delivery_poll_seconds": 0.05,
     }
     base.update(overrides)
@@ -111,6 +111,27 @@ def make_settings(tmp_path: Path, shop_url: str, **overrides: Any) -> Settings:
 
 
 AppFactory = Callable[..., Awaitable[TestClient]]
+
+# The bootstrap token the test services run with (at least 128 bits, or the service refuses it).
+INBOX_TOKEN = "test-inbox-bootstrap-7Qk2vX9pLm4RtZ8wYc3N"
+INBOX_COOKIE = "handoff_inbox"
+
+
+async def inbox_login(http: Any, name: str = "Maria Lopez", base: str = "") -> dict[str, str]:
+    """Sign `name` in to the web inbox as a team does: the admin (INBOX_TOKEN) adds them, they
+    open their one-time link. Returns the session as a Cookie header, for clients whose cookie
+    jar keeps nothing from 127.0.0.1; a TestClient's jar holds it too, as a browser would."""
+
+    async def post(path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        async with http.post(base + path, json=body, headers=headers or {}) as r:
+            assert r.status == 200, await r.text()
+            return r.cookies, await r.json()
+
+    cookies, _ = await post("/inbox/api/login", {"token": INBOX_TOKEN})
+    admin = {"Cookie": f"{INBOX_COOKIE}={cookies[INBOX_COOKIE].value}"}
+    _, invite = await post("/inbox/api/staff", {"name": name}, admin)
+    cookies, _ = await post("/inbox/api/login", {"token": invite["token"]})
+    return {"Cookie": f"{INBOX_COOKIE}={cookies[INBOX_COOKIE].value}"}
 
 
 @pytest.fixture

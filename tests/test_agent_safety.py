@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import eventually, services
-
-AUTH = {"Authorization": "Bearer inbox-secret"}
+from tests.conftest import eventually, inbox_login, services
 
 
 async def _chat(client: Any, email: str | None, *texts: str) -> tuple[int, list[dict[str, Any]]]:
@@ -79,6 +77,7 @@ async def test_handoff_reaches_inbox_with_context_so_nobody_asks_again(make_clie
     cid, _ = await _chat(
         client, "ann@example.com", "My payment for FP-100311 failed, can you help?"
     )
+    await inbox_login(client)
     detail = await eventually(lambda: _detail(client, cid))
     conv = detail["conversation"]
     assert conv["tags"] == ["payment-failure"]
@@ -88,6 +87,6 @@ async def test_handoff_reaches_inbox_with_context_so_nobody_asks_again(make_clie
 
 
 async def _detail(client: Any, cid: int) -> dict[str, Any] | None:
-    resp = await client.get(f"/inbox/api/conversations/{cid}", headers=AUTH)
+    resp = await client.get(f"/inbox/api/conversations/{cid}")  # signed in: the jar's cookie
     data = await resp.json()
     return data if data["conversation"]["state"] == "queued" else None

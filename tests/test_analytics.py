@@ -16,7 +16,7 @@ from core.spikes import SpikeConfig, SpikeMonitor, binomial_tail, detect, find_s
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Conversation, Customer, Message, Rating, StateEvent, TagEvent
-from tests.conftest import eventually, services
+from tests.conftest import INBOX_TOKEN, eventually, inbox_login, services
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 CFG = SpikeConfig(
@@ -258,17 +258,10 @@ async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> Non
     # A spike alert goes through the outbox to the inbox (the web inbox here).
     await svc.core.enqueue_alert("Spike in `vip`")
     await eventually(lambda: _has_alert(svc))
-    stats = await (
-        await client.get(
-            "/inbox/api/stats?since=1h&bucket=10m", headers={"Authorization": "Bearer inbox-secret"}
-        )
-    ).json()
+    staff = await inbox_login(client)
+    stats = await (await client.get("/inbox/api/stats?since=1h&bucket=10m", headers=staff)).json()
     assert stats["stats"]["tags"] == {"human-requested": 1}
-    assert (
-        await client.get(
-            "/inbox/api/stats?since=1h&bucket=1s", headers={"Authorization": "Bearer inbox-secret"}
-        )
-    ).status == 400
+    assert (await client.get("/inbox/api/stats?since=1h&bucket=1s", headers=staff)).status == 400
 
 
 async def _has_alert(svc: Any) -> bool:
@@ -280,7 +273,7 @@ async def test_metrics_need_their_token_outside_demo_mode(make_client: Any) -> N
     resp = await closed.get("/metrics")
     assert resp.status == 403 and "METRICS_TOKEN" in await resp.text()
     guarded = await make_client(metrics_token="scrape-secret")
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer inbox-secret"}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {INBOX_TOKEN}"}):
         assert (await guarded.get("/metrics", headers=headers)).status == 401
     ok = await guarded.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert ok.status == 200 and "handoff_messages_in_total" in await ok.text()

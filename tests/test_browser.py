@@ -6,6 +6,7 @@ missing browser can never pass silently in CI."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +21,7 @@ if not CHROMIUM:
 
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
-from tests.conftest import services  # noqa: E402
+from tests.conftest import INBOX_TOKEN, services  # noqa: E402
 
 pytestmark = pytest.mark.browser
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,11 +36,19 @@ async def browser() -> AsyncIterator[Browser]:
         await b.close()
 
 
-async def _login(page: Page, base: str, name: str = "Maria Lopez") -> None:
-    await page.goto(base + "/inbox")
-    await page.fill("#login-token", "inbox-secret")
-    await page.fill("#login-name", name)
-    await page.click("#login-submit")
+async def _login(page: Page, client: Any, name: str = "Maria Lopez") -> None:
+    """Sign in as a team member does: open the one-time link `handoff staff add NAME` printed.
+    Afterwards no token is left in the address bar, the history or the page's storage, and the
+    session is an HttpOnly, SameSite=Strict cookie."""
+    base = str(client.make_url("")).rstrip("/")
+    invite = await services(client).extras["staff"].add(name)
+    await page.goto(invite.link(base))
+    await expect(page.locator("#me")).to_have_text(name)
+    assert page.url == base + "/inbox"
+    assert invite.token not in await page.evaluate("JSON.stringify([location.href, localStorage, sessionStorage])")
+    [cookie] = await page.context.cookies()
+    assert cookie["name"] == "handoff_inbox" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert invite.token not in cookie["value"]
 
 
 async def test_shopper_and_person_chat_through_widget_and_inbox(make_client: Any, browser: Browser) -> None:
@@ -60,7 +69,7 @@ async def test_shopper_and_person_chat_through_widget_and_inbox(make_client: Any
     assert await shopper.locator("#hw-messages img").count() == 0
 
     person = await browser.new_page()
-    await _login(person, base)
+    await _login(person, client)
     item = person.locator(".conv-item").first
     await expect(item).to_contain_text("human-requested")
     await item.click()
@@ -98,7 +107,7 @@ async def test_stats_page_shows_known_tags(make_client: Any, browser: Browser) -
         await client.post(f"/api/conversations/{data['conversation_id']}/messages?token={data['token']}", json={"text": text, "client_id": "1"})
     await services(client).core.idle()
     page = await browser.new_page(viewport={"width": 390, "height": 800})
-    await _login(page, base)
+    await _login(page, client)
     await expect(page.locator(".conv-item")).to_have_count(3)
     await page.goto(base + "/inbox/stats")
     await expect(page.locator("#tag-table tr[data-tag=human-requested] td").nth(1)).to_have_text("2")
@@ -107,3 +116,72 @@ async def test_stats_page_shows_known_tags(make_client: Any, browser: Browser) -
     await expect(bars).to_have_count(1)
     assert await bars.first.get_attribute("data-count") == "2"
     await expect(page.locator("#legend")).to_contain_text("payment-failure")
+
+
+async def test_admin_adds_a_person_whose_inbox_updates_live_until_they_are_removed(
+    make_client: Any, browser: Browser
+) -> None:
+    client = await make_client()
+    services(client).extras["inbox_routes"].session_recheck_seconds = 0.2
+    base = str(client.make_url("")).rstrip("/")
+    blocked: list[str] = []  # anything the CSP refused (an inline script or style left behind)
+
+    def watch(page: Page) -> Page:
+        page.on("console", lambda m: blocked.append(m.text) if "Content Security Policy" in m.text else None)
+        return page
+
+    admin = watch(await browser.new_page())
+    await admin.goto(base + "/inbox")
+    await admin.fill("#login-token", INBOX_TOKEN)  # the bootstrap token signs in as admin
+    await admin.click("#login-submit")
+    await expect(admin.locator("#me")).to_have_text("admin (admin)")
+    await admin.click("#team-link")
+    await admin.fill("#staff-name", "Lee Chan")
+    await admin.click("#staff-add")
+    await expect(admin.locator("#staff-link")).to_have_value(re.compile("^" + re.escape(base + "/inbox#login=") + r"\S{40,}$"))
+    link = await admin.locator("#staff-link").input_value()
+    await expect(admin.locator("tr[data-name='Lee Chan']")).to_contain_text("link not used yet")
+
+    lee = watch(await (await browser.new_context()).new_page())
+    urls: list[str] = []
+    lee.on("request", lambda r: urls.append(r.url))
+    await lee.goto(link)
+    await expect(lee.locator("#me")).to_have_text("Lee Chan")
+    await expect(lee.locator("#queue")).to_contain_text("Nothing here.")
+    await expect(lee.locator("#filters [data-count=open]")).to_have_text("0")
+    reloads = len([u for u in urls if "/inbox/api/conversations?state=" in u])
+
+    # A shopper is handed off meanwhile: Lee's list gains the row and its count, patched from
+    # the live event (one small request for that id), without reloading the list.
+    data = await (await client.post("/api/conversations", json={})).json()
+    cid = data["conversation_id"]
+    await client.post(f"/api/conversations/{cid}/messages?token={data['token']}",
+                      json={"text": "Can I talk to a person please?", "client_id": "1"})
+    await expect(lee.locator(f".conv-item[data-id='{cid}']")).to_contain_text("human-requested")
+    await expect(lee.locator("#filters [data-count=open]")).to_have_text("1")
+    await expect(lee.locator("#filters [data-count=waiting]")).to_have_text("1")
+    assert len([u for u in urls if "/inbox/api/conversations?state=" in u]) == reloads
+    assert any(f"/inbox/api/conversations?ids={cid}" in u for u in urls)
+
+    # Lee claims it: it moves to Lee's "Mine", under Lee's name.
+    await lee.locator(f".conv-item[data-id='{cid}']").click()
+    await lee.click("#btn-claim")
+    await expect(lee.locator("#detail-owner")).to_have_text("owned by Lee Chan")
+    await expect(lee.locator("#filters [data-count=mine]")).to_have_text("1")
+    await expect(lee.locator("#filters [data-count=waiting]")).to_have_text("0")
+
+    # The link worked once: a second browser opening it is not signed in.
+    stranger = await (await browser.new_context()).new_page()
+    await stranger.goto(link)
+    await expect(stranger.locator("#login-error")).to_contain_text("not valid")
+
+    # Removed by the admin: Lee's open inbox returns to the sign-in form by itself.
+    async def accept(dialog: Any) -> None:
+        await dialog.accept()
+
+    admin.once("dialog", accept)
+    await admin.locator("tr[data-name='Lee Chan'] button.remove").click()
+    await expect(admin.locator("tr[data-name='Lee Chan']")).to_have_count(0)
+    await expect(lee.locator("#login")).to_be_visible()
+    await expect(lee.locator("#login-error")).to_contain_text("session has ended")
+    assert blocked == []

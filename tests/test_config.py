@@ -68,12 +68,13 @@ def test_not_yaml(tmp_path: Path) -> None:
 
 
 def test_check_command_reports_errors_with_exit_code(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(_broken("tags: [out-of-stock]", "tags: [nope]"))
     assert main(["check", "--config", str(bad)]) == 2
     assert "nope" in capsys.readouterr().err
-    assert main(["check"]) == 1  # valid config, but no INBOX_TOKEN outside demo mode
+    monkeypatch.setenv("INBOX_TOKEN", "a")
+    assert main(["check"]) == 1  # valid config, but a guessable INBOX_TOKEN
     out = capsys.readouterr()
-    assert "lookup_order" in out.out and "INBOX_TOKEN" in out.err
+    assert "lookup_order" in out.out and "INBOX_TOKEN is too weak" in out.err

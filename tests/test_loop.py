@@ -7,9 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import eventually, services
-
-AUTH = {"Authorization": "Bearer inbox-secret"}
+from tests.conftest import eventually, inbox_login, services
 
 
 async def _start(client: TestClient, **body: Any) -> tuple[int, str]:
@@ -66,7 +64,8 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(
     assert "minutes" in expectation["text"] or "person will reply" in expectation["text"]
     assert (await _next(ws, "state"))["state"] == "queued"
 
-    # The inbox sees it with its tag and the full history.
+    # The inbox sees it with its tag and the full history (Maria Lopez signed in).
+    AUTH = await inbox_login(client, "Maria Lopez")
     resp = await client.get("/inbox/api/conversations?state=open", headers=AUTH)
     queue = (await resp.json())["conversations"]
     assert [c["id"] for c in queue] == [cid]
@@ -81,7 +80,7 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(
     # A person replies from the inbox: it reaches the shopper's socket and claims the chat.
     resp = await client.post(
         f"/inbox/api/conversations/{cid}/reply",
-        json={"text": "Hi Ann, Maria here. How can I help?", "author": "Maria Lopez"},
+        json={"text": "Hi Ann, Maria here. How can I help?"},
         headers=AUTH,
     )
     assert resp.status == 200
@@ -93,14 +92,14 @@ async def test_full_loop_handoff_human_reply_back_to_ai_and_restart(
     # An internal note never reaches the shopper.
     await client.post(
         f"/inbox/api/conversations/{cid}/reply",
-        json={"text": "; checking the gift order", "author": "Maria"},
+        json={"text": "; checking the gift order"},
         headers=AUTH,
     )
 
     # Back to AI: the agent answers again.
     resp = await client.post(
         f"/inbox/api/conversations/{cid}/command",
-        json={"command": "bot", "author": "Maria"},
+        json={"command": "bot"},
         headers=AUTH,
     )
     assert resp.status == 200
@@ -200,13 +199,13 @@ async def test_bad_input_gets_clear_errors(make_client: Any) -> None:
     assert history == []
 
 
-async def test_inbox_requires_token(make_client: Any) -> None:
+async def test_inbox_requires_a_signed_in_person(make_client: Any) -> None:
     client = await make_client()
     assert (await client.get("/inbox/api/conversations")).status == 401
     assert (
         await client.get("/inbox/api/conversations", headers={"Authorization": "Bearer wrong"})
     ).status == 401
-    assert (await client.get("/inbox")).status == 200  # the page itself, which asks for the token
+    assert (await client.get("/inbox")).status == 200  # the page itself, which asks to sign in
 
 
 async def test_card_numbers_are_masked_before_storage(make_client: Any) -> None:

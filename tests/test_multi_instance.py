@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.shop_server import free_port
 from storage.migrate import upgrade_async
+from tests.conftest import INBOX_TOKEN, inbox_login
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("TEST_DATABASE_URL")
 pytestmark = pytest.mark.skipif(not PG, reason="needs TEST_DATABASE_URL (PostgreSQL)")
-AUTH = {"Authorization": "Bearer inbox-secret"}
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ class Instance:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env.update(
             DATABASE_URL=url,
-            INBOX_TOKEN="inbox-secret",
+            INBOX_TOKEN=INBOX_TOKEN,
             SHOP_API_URL=shop_url,
             LOG_LEVEL="WARNING",
             DELIVERY_LEASE_SECONDS="3",
@@ -165,6 +165,7 @@ async def test_two_instances_burst_kill_and_cross_instance_reply(pg_url: str, sh
             b2 = Instance(pg_url, shop[1])
             try:
                 await b2.ready(http)
+                AUTH = await inbox_login(http, "Maria", b2.base)
 
                 async def queued() -> bool:
                     async with http.get(
@@ -179,7 +180,7 @@ async def test_two_instances_burst_kill_and_cross_instance_reply(pg_url: str, sh
                 async with http.post(
                     f"{b2.base}/inbox/api/conversations/{watch_id}/reply",
                     headers=AUTH,
-                    json={"text": "Hello from instance B", "author": "Maria"},
+                    json={"text": "Hello from instance B"},
                 ) as r:
                     assert r.status == 200
 

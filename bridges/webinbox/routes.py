@@ -1,28 +1,46 @@
 """The web inbox for stores without Slack (and the demo): queue, history, reply, commands, live.
 
-As an `Inbox` it has little to do: the page reads the database directly, so opening a thread or
-posting to it is just a nudge to open pages. Every API call needs the shared `INBOX_TOKEN`."""
+As an `Inbox` it has little to do: the page reads the lists through the core, so opening a
+thread or posting to it is just a nudge to open pages.
+
+Who is asking is the signed-in staff account behind the session cookie (HttpOnly,
+SameSite=Strict, Secure over https, path /inbox): the author of every reply and change is that
+account's name, whatever a request body says. No token travels in a URL or sits in the page's
+storage; the WebSocket is authenticated by the same cookie."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
+import ipaddress
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from sqlalchemy import func, select
 
+from core.analytics import parse_duration
 from core.lifecycle import Core, CoreError, UnknownConversation
+from core.limits import RateLimiter, client_address, parse_networks
 from core.live import LiveHub
+from core.queue import MAX_PAGE, QueuePage, QueueReader, tabs_of
+from core.staff import Person, StaffAccounts, StaffError
 from domain.ports import ConversationView, MessageView
-from storage import repo
-from storage.models import Conversation, Message
+from storage.models import utcnow
 
 STATIC = Path(__file__).resolve().parent / "static"
 COMMANDS = {"claim", "release", "tag", "resolve", "bot"}
+COOKIE = "handoff_inbox"
+COOKIE_PATH = "/inbox"
+# Scripts, styles and sockets from this origin only; never framed (clickjacking), no plugins,
+# no <base> games, forms post only here.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
+PAGE_SIZE = 50
 
 
 class WebInbox:
@@ -55,7 +73,10 @@ class WebInbox:
         return []
 
 
-def conversation_json(c: ConversationView, *, detail: bool = False, last_text: str | None = None) -> dict[str, Any]:
+def conversation_json(
+    c: ConversationView, *, detail: bool = False, last_text: str | None = None, me: str | None = None
+) -> dict[str, Any]:
+    customer = c.customer
     out: dict[str, Any] = {
         "id": c.id,
         "state": c.state,
@@ -66,32 +87,70 @@ def conversation_json(c: ConversationView, *, detail: bool = False, last_text: s
         "summary": c.summary,
         "channel": c.channel,
         "customer": {
-            "name": c.customer.name,
-            "email": c.customer.email or (c.context.get("customer") or {}).get("email"),
-            "tier": (c.context.get("customer") or {}).get("tier") or c.customer.tier,
-            "username": c.customer.username,
+            "name": customer.name,
+            "email": customer.email or (c.context.get("customer") or {}).get("email"),
+            # An address the shopper's page passed unsigned, or typed: a claim, shown as such.
+            "claimed_email": getattr(customer, "claimed_email", None),
+            "tier": (c.context.get("customer") or {}).get("tier") or customer.tier,
+            "username": customer.username,
         },
         "handed_off_at": c.handed_off_at.isoformat() if c.handed_off_at else None,
         "created_at": c.created_at.isoformat(),
         "blocked": c.blocked,
         "last_text": last_text,
     }
+    if me is not None:
+        out["tabs"] = tabs_of(c, me)
     if detail:
         out["context"] = c.context
         out["inbox_ref"] = {k: v for k, v in (c.inbox_ref or {}).items() if k in ("channel", "ts")} or None
     return out
 
 
+def _error(status: int, message: str, **headers: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized, 403: web.HTTPForbidden,
+           404: web.HTTPNotFound, 415: web.HTTPUnsupportedMediaType, 429: web.HTTPTooManyRequests}[status]
+    return cls(text=json.dumps({"error": message}), content_type="application/json", headers=headers or None)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 class WebInboxRoutes:
-    def __init__(self, core: Core, live: LiveHub, token: str, tags: list[dict[str, Any]]) -> None:
+    """The inbox's pages and API. `staff` and `reader` are bound once the app has started."""
+
+    # How often an open socket checks that its session still stands (a removed person's
+    # socket closes within this); HTTP requests check on every call.
+    session_recheck_seconds = 30.0
+
+    def __init__(
+        self,
+        core: Core,
+        live: LiveHub,
+        tags: list[dict[str, Any]],
+        *,
+        trusted_proxies: str = "",
+        login_limit: str = "10/15minutes",
+        session_seconds: float = 14 * 86400,
+    ) -> None:
         self.core = core
         self.live = live
-        self.token = token
         self.tags = tags
+        self.staff: StaffAccounts | None = None
+        self.reader: QueueReader | None = None
+        self.trusted = parse_networks(trusted_proxies)
+        self.login_limiter = RateLimiter(login_limit)
+        self.session_seconds = session_seconds
 
     def register(self, app: web.Application) -> None:
         app.router.add_get("/inbox", self.page)
         app.router.add_static("/inbox/static", STATIC, show_index=False)
+        app.router.add_post("/inbox/api/login", self.login)
+        app.router.add_post("/inbox/api/logout", self.logout)
+        app.router.add_get("/inbox/api/me", self.me)
+        app.router.add_get("/inbox/api/staff", self.staff_list)
+        app.router.add_post("/inbox/api/staff", self.staff_add)
+        app.router.add_post("/inbox/api/staff/remove", self.staff_remove)
         app.router.add_get("/inbox/api/conversations", self.list)
         app.router.add_get("/inbox/api/conversations/{id}", self.detail)
         app.router.add_post("/inbox/api/conversations/{id}/reply", self.reply)
@@ -100,15 +159,80 @@ class WebInboxRoutes:
         app.router.add_get("/inbox/api/stats", self.stats)
         app.router.add_get("/inbox/stats", self.stats_page)
         app.router.add_get("/inbox/ws", self.websocket)
+        app.on_response_prepare.append(self._security_headers)
 
-    def _authorized(self, request: web.Request) -> bool:
-        header = request.headers.get("Authorization", "")
-        given = header[7:] if header.startswith("Bearer ") else request.query.get("token", "")
-        return bool(self.token) and hmac.compare_digest(given.encode(), self.token.encode())
+    # ------------------------------------------------------------------ plumbing
 
-    def _check(self, request: web.Request) -> None:
-        if not self._authorized(request):
-            raise web.HTTPUnauthorized(text=json.dumps({"error": "a valid inbox token is required"}), content_type="application/json")
+    @staticmethod
+    async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+        path = request.path
+        if path != "/inbox" and not path.startswith("/inbox/"):
+            return
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if path.startswith("/inbox/api/") or path in ("/inbox", "/inbox/stats"):
+            response.headers.setdefault("Cache-Control", "no-store")
+
+    def _peer_is_proxy(self, request: web.Request) -> bool:
+        try:
+            peer = ipaddress.ip_address((request.remote or "").strip("[]"))
+        except ValueError:
+            return False
+        return any(peer.version == net.version and peer in net for net in self.trusted)
+
+    def _https(self, request: web.Request) -> bool:
+        """Whether the browser reached us over https: directly, or through a proxy we trust
+        that says so (X-Forwarded-Proto from anyone else is ignored)."""
+        if request.secure:
+            return True
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        return proto == "https" and self._peer_is_proxy(request)
+
+    def _accounts(self) -> StaffAccounts:
+        if self.staff is None:
+            raise web.HTTPServiceUnavailable(text="starting")
+        return self.staff
+
+    def _queue(self) -> QueueReader:
+        if self.reader is None:
+            raise web.HTTPServiceUnavailable(text="starting")
+        return self.reader
+
+    async def _person(self, request: web.Request) -> Person:
+        person = await self._accounts().person(request.cookies.get(COOKIE))
+        if person is None:
+            raise _error(401, "sign in to the inbox first")
+        return person
+
+    async def _admin(self, request: web.Request) -> Person:
+        person = await self._person(request)
+        if not person.is_admin:
+            raise _error(403, "only the admin account manages staff")
+        return person
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length and request.content_length > 64 * 1024:
+            raise web.HTTPRequestEntityTooLarge(max_size=64 * 1024, actual_size=request.content_length)
+        if request.content_type != "application/json":
+            # A plain form or text/plain post from another site cannot pass as one of ours.
+            raise _error(415, "send the body as application/json")
+        try:
+            data = await request.json()
+        except (ValueError, RecursionError):
+            raise _error(400, "the body is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise _error(400, "the body must be a JSON object")
+        return data
+
+    def _id(self, request: web.Request) -> int:
+        try:
+            return int(request.match_info["id"])
+        except ValueError:
+            raise _error(404, "no such conversation") from None
+
+    # ------------------------------------------------------------------ pages
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "inbox.html", headers={"Content-Type": "text/html; charset=utf-8"})
@@ -116,12 +240,77 @@ class WebInboxRoutes:
     async def stats_page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "stats.html", headers={"Content-Type": "text/html; charset=utf-8"})
 
+    # ------------------------------------------------------------------ sign-in
+
+    async def login(self, request: web.Request) -> web.Response:
+        """Trade a one-time login token (or the bootstrap INBOX_TOKEN) for a session cookie.
+        Attempts are limited per client address; a success clears that address's count."""
+        address = client_address(request, self.trusted)
+        wait = self.login_limiter.retry_after(address)
+        if wait:
+            raise _error(429, "too many sign-in attempts: wait a little", **{"Retry-After": str(wait)})
+        data = await self._body(request)
+        result = await self._accounts().login(str(data.get("token") or "").strip())
+        if result is None:
+            raise _error(401, "that login link or token is not valid (a link works once)")
+        self.login_limiter.forget(address)
+        person, session_id = result
+        resp = web.json_response({"name": person.name, "admin": person.is_admin})
+        resp.set_cookie(
+            COOKIE,
+            session_id,
+            path=COOKIE_PATH,
+            max_age=int(self.session_seconds),
+            httponly=True,
+            samesite="Strict",
+            secure=self._https(request),
+        )
+        return resp
+
+    async def logout(self, request: web.Request) -> web.Response:
+        await self._accounts().logout(request.cookies.get(COOKIE))
+        resp = web.json_response({"ok": True})
+        resp.del_cookie(COOKIE, path=COOKIE_PATH)
+        return resp
+
+    async def me(self, request: web.Request) -> web.Response:
+        person = await self._person(request)
+        return web.json_response({"name": person.name, "admin": person.is_admin})
+
+    # ------------------------------------------------------------------ staff (admin)
+
+    async def staff_list(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        people = await self._accounts().list()
+        return web.json_response({"staff": [
+            {"name": p.name, "admin": p.is_admin, "sessions": p.sessions,
+             "login_pending": p.login_pending, "created_at": p.created_at.isoformat()}
+            for p in people
+        ]})
+
+    async def staff_add(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        data = await self._body(request)
+        try:
+            invite = await self._accounts().add(str(data.get("name") or ""))
+        except StaffError as exc:
+            raise _error(400, str(exc)) from None
+        # The page builds the link from its own address; the token is shown once.
+        return web.json_response({"name": invite.name, "token": invite.token, "created": invite.created,
+                                  "expires_at": invite.expires_at.isoformat()})
+
+    async def staff_remove(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        data = await self._body(request)
+        if not await self._accounts().remove(str(data.get("name") or "")):
+            raise _error(404, "no such staff account")
+        return web.json_response({"ok": True})
+
+    # ------------------------------------------------------------------ reads
+
     async def stats(self, request: web.Request) -> web.Response:
         """Counts and timings for the stats page: `since` (24h), `bucket` (1h), optional `tag`."""
-        from core.analytics import compute_stats, parse_duration, tag_series
-        from storage.models import utcnow
-
-        self._check(request)
+        await self._person(request)
         try:
             since = parse_duration(request.query.get("since", "24h"))
             bucket = parse_duration(request.query.get("bucket", "1h"))
@@ -130,71 +319,69 @@ class WebInboxRoutes:
         if since / bucket > 500:
             return web.json_response({"error": "too many buckets: use a larger bucket"}, status=400)
         tag = request.query.get("tag") or None
-        until = utcnow()
-        async with self.core.sessions() as s:
-            st = await compute_stats(s, until - since, until, tag)
-            series = await tag_series(s, until - since, until, bucket, tag)
-        return web.json_response({"stats": st.as_json(), "series": series})
+        return web.json_response(await self._queue().stats(since, bucket, tag, utcnow()))
 
     async def tag_list(self, request: web.Request) -> web.Response:
-        self._check(request)
+        await self._person(request)
         return web.json_response({"tags": self.tags})
 
-    async def list(self, request: web.Request) -> web.Response:
-        self._check(request)
-        state = request.query.get("state", "open")
-        states = {"open": ("queued", "claimed"), "all": ("bot", "queued", "claimed", "resolved")}.get(state, (state,))
-        async with self.core.sessions() as s:
-            convs = await repo.open_queue(s, tuple(states))
-            last_ids = dict(
-                (await s.execute(
-                    select(Message.conversation_id, func.max(Message.id))
-                    .where(Message.conversation_id.in_([c.id for c in convs]), Message.role != "note")
-                    .group_by(Message.conversation_id)
-                )).all()
-            ) if convs else {}
-            texts = dict((await s.execute(select(Message.id, Message.text).where(Message.id.in_(list(last_ids.values()))))).all()) if last_ids else {}
-        if state == "all":
-            convs.sort(key=lambda c: c.id, reverse=True)
-        return web.json_response({"conversations": [conversation_json(c, last_text=(texts.get(last_ids.get(c.id)) or "")[:200]) for c in convs[:500]]})
-
-    def _id(self, request: web.Request) -> int:
+    @staticmethod
+    def _int(request: web.Request, name: str, default: int) -> int:
         try:
-            return int(request.match_info["id"])
+            return int(request.query.get(name, default))
         except ValueError:
-            raise web.HTTPNotFound(text=json.dumps({"error": "no such conversation"}), content_type="application/json") from None
+            raise _error(400, f"{name} must be a number") from None
+
+    def _page_json(self, page: QueuePage, me: str) -> list[dict[str, Any]]:
+        return [conversation_json(c, last_text=page.last_texts.get(c.id, ""), me=me) for c in page.conversations]
+
+    async def list(self, request: web.Request) -> web.Response:
+        """One page of a tab (`state`: open, waiting, mine, bot, resolved, all; `offset`,
+        `limit`) with every tab's count; or, with `ids=1,2,3`, just those conversations (what a
+        live event named), each saying which tabs it belongs in now."""
+        person = await self._person(request)
+        if "ids" in request.query:
+            try:
+                ids = [int(x) for x in request.query["ids"].split(",") if x.strip()]
+            except ValueError:
+                raise _error(400, "ids must be numbers") from None
+            page = await self._queue().rows(ids, me=person.name)
+            return web.json_response({"conversations": self._page_json(page, person.name), "counts": page.counts})
+        tab = request.query.get("state", "open")
+        offset = max(0, self._int(request, "offset", 0))
+        limit = max(1, min(MAX_PAGE, self._int(request, "limit", PAGE_SIZE)))
+        try:
+            page = await self._queue().page(tab, me=person.name, offset=offset, limit=limit)
+        except ValueError as exc:
+            raise _error(400, str(exc)) from None
+        return web.json_response({
+            "conversations": self._page_json(page, person.name),
+            "tab": tab,
+            "offset": offset,
+            "limit": limit,
+            "total": page.counts[tab],
+            "counts": page.counts,
+        })
 
     async def detail(self, request: web.Request) -> web.Response:
-        self._check(request)
+        person = await self._person(request)
         cid = self._id(request)
         try:
             conv = await self.core.get(cid)
         except UnknownConversation as exc:
             return web.json_response({"error": str(exc)}, status=404)
         hist = await self.core.history(cid, include_notes=True)
-        return web.json_response({"conversation": conversation_json(conv, detail=True), "messages": [m.as_json() for m in hist]})
+        return web.json_response({"conversation": conversation_json(conv, detail=True, me=person.name),
+                                  "messages": [m.as_json() for m in hist]})
 
-    async def _body(self, request: web.Request) -> dict[str, Any]:
-        if request.content_length and request.content_length > 64 * 1024:
-            raise web.HTTPRequestEntityTooLarge(max_size=64 * 1024, actual_size=request.content_length)
-        try:
-            data = await request.json()
-        except ValueError:
-            raise web.HTTPBadRequest(text=json.dumps({"error": "the body is not valid JSON"}), content_type="application/json") from None
-        if not isinstance(data, dict):
-            raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}), content_type="application/json")
-        return data
-
-    def _author(self, data: dict[str, Any]) -> str:
-        author = str(data.get("author") or "").strip()[:100]
-        return author or "Team"
+    # ------------------------------------------------------------------ changes
 
     async def reply(self, request: web.Request) -> web.Response:
-        self._check(request)
+        person = await self._person(request)
         cid = self._id(request)
         data = await self._body(request)
         try:
-            msg = await self.core.staff_reply(cid, str(data.get("text") or ""), author=self._author(data), source="web")
+            msg = await self.core.staff_reply(cid, str(data.get("text") or ""), author=person.name, source="web")
         except UnknownConversation as exc:
             return web.json_response({"error": str(exc)}, status=404)
         except CoreError as exc:
@@ -202,7 +389,7 @@ class WebInboxRoutes:
         return web.json_response({"message": msg.as_json() if msg else None})
 
     async def command(self, request: web.Request) -> web.Response:
-        self._check(request)
+        person = await self._person(request)
         cid = self._id(request)
         data = await self._body(request)
         command = str(data.get("command") or "")
@@ -210,7 +397,7 @@ class WebInboxRoutes:
         if command not in COMMANDS or not isinstance(args, list):
             return web.json_response({"error": f"command must be one of {sorted(COMMANDS)}"}, status=400)
         try:
-            result = await self.core.staff_command(cid, command, actor=self._author(data), args=[str(a) for a in args])
+            result = await self.core.staff_command(cid, command, actor=person.name, args=[str(a) for a in args])
         except UnknownConversation as exc:
             return web.json_response({"error": str(exc)}, status=404)
         except CoreError as exc:
@@ -220,11 +407,16 @@ class WebInboxRoutes:
         return web.json_response({
             "ok": True,
             "text": result.text,
-            "conversation": conversation_json(result.conversation, detail=True) if result.conversation else None,
+            "conversation": conversation_json(result.conversation, detail=True, me=person.name) if result.conversation else None,
         })
 
+    # ------------------------------------------------------------------ live
+
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
-        self._check(request)
+        """Live events (ids of changed conversations, alerts) for a signed-in person. The socket
+        closes (code 4401) once the session ends: logged out, expired or the account removed."""
+        await self._person(request)
+        session_id = request.cookies.get(COOKIE)
         ws = web.WebSocketResponse(heartbeat=25)
         await ws.prepare(request)
         async with self.live.subscribe("inbox") as queue:
@@ -234,18 +426,22 @@ class WebInboxRoutes:
                     with contextlib.suppress(ConnectionResetError, RuntimeError):
                         await ws.send_json(event)
 
-            task = asyncio.create_task(pump())
+            async def guard() -> None:
+                while not ws.closed:
+                    await asyncio.sleep(self.session_recheck_seconds)
+                    if await self._accounts().person(session_id) is None:
+                        await ws.close(code=4401, message=b"signed out")
+                        return
+
+            tasks = [asyncio.create_task(pump()), asyncio.create_task(guard())]
             try:
                 async for frame in ws:
                     if frame.type == WSMsgType.ERROR:
                         break
             finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
         return ws
-
-
-async def conversation_count(core: Core) -> int:
-    async with core.sessions() as s:
-        return int(await s.scalar(select(func.count()).select_from(Conversation)) or 0)

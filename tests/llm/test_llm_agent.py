@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
 from storage.models import Message
-from tests.conftest import services
+from tests.conftest import INBOX_TOKEN, services
 from tests.llm.fake_openai import API_KEY, FakeOpenAI, text, tool, tools
 from tests.llm.helpers import Chat, say, sent, tool_results
 
@@ -280,7 +280,7 @@ async def test_secrets_never_reach_the_llm(
     ]
     await say(client, "status of my order please, FP-100234")
     body = sent(llm.requests)
-    assert "shop-token-0f9e8d7c" not in body and API_KEY not in body and "inbox-secret" not in body
+    assert "shop-token-0f9e8d7c" not in body and API_KEY not in body and INBOX_TOKEN not in body
     assert "Bearer" not in body
 
 

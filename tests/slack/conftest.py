@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import Services
 from bridges.slack.listeners import SlackContext
-from tests.conftest import eventually, services
+from tests.conftest import eventually, inbox_login, services
 from tests.slack.fake_slack import (
     SIGNING_SECRET,
     TOKEN,
@@ -89,9 +89,8 @@ class Harness:
         return (await resp.json())["messages"]
 
     async def staff_view(self, cid: int) -> dict[str, Any]:
-        resp = await self.client.get(
-            f"/inbox/api/conversations/{cid}", headers={"Authorization": "Bearer inbox-secret"}
-        )
+        """The conversation as the web inbox shows it to a signed-in person."""
+        resp = await self.client.get(f"/inbox/api/conversations/{cid}", headers=await inbox_login(self.client))
         return await resp.json()
 
     # ---------------------------------------------------------------- Slack side

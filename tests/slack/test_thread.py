@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from domain.storeconfig import StoreConfig
-from tests.conftest import eventually
+from tests.conftest import eventually, inbox_login
 from tests.slack.conftest import INBOX, Harness, slack_settings
 from tests.slack.fake_slack import BOT_ID, FakeSlack
 
@@ -154,8 +154,8 @@ async def test_replies_from_the_web_inbox_are_posted_into_the_thread(h: Harness)
     _, ts = await h.thread(cid)
     resp = await h.client.post(
         f"/inbox/api/conversations/{cid}/reply",
-        headers={"Authorization": "Bearer inbox-secret"},
-        json={"text": "Answered from the web inbox", "author": "Lee"},
+        headers=await inbox_login(h.client, "Lee"),
+        json={"text": "Answered from the web inbox"},
     )
     assert resp.status == 200
     await h.svc.worker.drain()

@@ -9,11 +9,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from domain.ports import ConversationView, MessageView
-from tests.conftest import eventually, services
+from tests.conftest import eventually, inbox_login, services
 from tests.telegram.fake_telegram import TOKEN, FakeTelegram
 
 SECRET = "tg-webhook-Secret_42"
-AUTH = {"Authorization": "Bearer inbox-secret"}
 
 
 @pytest.fixture
@@ -33,7 +32,8 @@ async def tg() -> AsyncIterator[FakeTelegram]:
 
 @pytest.fixture
 def start_service(tg: FakeTelegram, make_client: Any) -> Callable[..., Awaitable[TestClient]]:
-    """The whole service with Telegram pointed at the fake (webhook mode unless told)."""
+    """The whole service with Telegram pointed at the fake (webhook mode unless told); its
+    client is signed in to the web inbox as Maria Lopez (the session cookie is in its jar)."""
 
     async def start(**overrides: Any) -> TestClient:
         settings: dict[str, Any] = {
@@ -42,7 +42,9 @@ def start_service(tg: FakeTelegram, make_client: Any) -> Callable[..., Awaitable
             "telegram_api_url": tg.url,
         }
         settings.update(overrides)
-        return await make_client(**settings)
+        client = await make_client(**settings)
+        await inbox_login(client, "Maria Lopez")
+        return client
 
     return start
 

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from bridges.telegram.channel import split_text
 from tests.conftest import eventually, services
-from tests.telegram.conftest import AUTH, conversation, history, hook, settle, texts
+from tests.telegram.conftest import conversation, history, hook, settle, texts
 from tests.telegram.fake_telegram import Call, FakeTelegram, member_update, text_update
 
 Start = Callable[..., Awaitable[TestClient]]
@@ -44,10 +44,9 @@ async def handed_off(client: TestClient, tg: FakeTelegram, chat: int, update_id:
     return conv.id
 
 
-async def inbox_reply(client: TestClient, cid: int, text: str, author: str = "Maria Lopez") -> None:
-    resp = await client.post(
-        f"/inbox/api/conversations/{cid}/reply", json={"text": text, "author": author}, headers=AUTH
-    )
+async def inbox_reply(client: TestClient, cid: int, text: str) -> None:
+    """A reply from the inbox by the person the client is signed in as (Maria Lopez)."""
+    resp = await client.post(f"/inbox/api/conversations/{cid}/reply", json={"text": text})
     assert resp.status == 200, await resp.text()
 
 
@@ -56,7 +55,7 @@ async def test_handoff_and_human_replies_from_the_inbox_reach_the_chat(
     client: TestClient, tg: FakeTelegram
 ) -> None:
     cid = await handed_off(client, tg, 601, 1)
-    listing = await (await client.get("/inbox/api/conversations?state=open", headers=AUTH)).json()
+    listing = await (await client.get("/inbox/api/conversations?state=open")).json()
     [row] = listing["conversations"]
     assert row["id"] == cid and row["channel"] == "telegram" and "human-requested" in row["tags"]
     # While a person has it, the shopper's messages go to the inbox and the agent stays silent.
@@ -70,15 +69,14 @@ async def test_handoff_and_human_replies_from_the_inbox_reach_the_chat(
     assert (await services(client).core.get(cid)).state == "claimed"
     resp = await client.post(
         f"/inbox/api/conversations/{cid}/command",
-        json={"command": "resolve", "author": "Maria"},
-        headers=AUTH,
+        json={"command": "resolve"},
     )
     assert resp.status == 200
     got = await texts(tg, 601, 3)
     assert "resolved" in got[2]
     await settle(client)
     assert not any("gift wrap" in t for t in tg.texts(601))
-    detail = await (await client.get(f"/inbox/api/conversations/{cid}", headers=AUTH)).json()
+    detail = await (await client.get(f"/inbox/api/conversations/{cid}")).json()
     assert "It's about a gift order" in [m["text"] for m in detail["messages"]]
     # Writing again after it was resolved: the agent answers once more.
     assert await hook(client, text_update(3, 601, "How long does delivery to Austria take?")) == 200
@@ -200,7 +198,7 @@ async def test_a_blocked_bot_marks_the_conversation_stops_retrying_and_unblocks(
     assert [c.status for c in attempts] == [403]  # once: no retry storm
     conv = await conversation(client, 606)
     assert conv.blocked
-    listing = await (await client.get("/inbox/api/conversations?state=all", headers=AUTH)).json()
+    listing = await (await client.get("/inbox/api/conversations?state=all")).json()
     assert next(c for c in listing["conversations"] if c["id"] == conv.id)["blocked"] is True
     # A person's reply cannot reach a shopper who blocked the bot: not even tried.
     await inbox_reply(client, conv.id, "Hello?")
@@ -218,7 +216,7 @@ async def test_a_blocked_bot_marks_the_conversation_stops_retrying_and_unblocks(
     # Blocking is also taken from Telegram's my_chat_member update, before any send fails.
     assert await hook(client, member_update(4, 606, "kicked")) == 200
     assert (await conversation(client, 606)).blocked
-    listing = await (await client.get("/inbox/api/conversations?state=all", headers=AUTH)).json()
+    listing = await (await client.get("/inbox/api/conversations?state=all")).json()
     assert next(c for c in listing["conversations"] if c["id"] == conv.id)["blocked"] is True
 
 

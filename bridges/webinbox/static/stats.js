@@ -1,14 +1,11 @@
 // The stats page: cards, a stacked bar chart of tags over time (plain SVG, no library), a table.
-// Text goes in with textContent only; the token is the inbox's (localStorage "handoff.inbox").
+// Text goes in with textContent only; it is signed in by the inbox's session cookie.
 (function () {
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
   var COLORS = ["#d9534f", "#f0ad4e", "#3498db", "#8e44ad", "#16a085", "#c0392b", "#f1c40f", "#2ecc71", "#7f8c8d", "#e67e22"];
   var BUCKET = { "1h": "5m", "6h": "30m", "24h": "1h", "7d": "12h" };
 
-  function token() {
-    try { return (JSON.parse(localStorage.getItem("handoff.inbox") || "{}").token) || ""; } catch (e) { return ""; }
-  }
   function el(tag, text) { var e = document.createElement(tag); if (text !== undefined) e.textContent = text; return e; }
   function svg(tag, attrs) { var e = document.createElementNS(SVG, tag); for (var k in attrs) e.setAttribute(k, attrs[k]); return e; }
   function fmt(sec) { if (sec === null || sec === undefined) return "–"; return sec >= 60 ? (sec / 60).toFixed(1) + " min" : Math.round(sec) + " s"; }
@@ -63,8 +60,8 @@
 
   function load() {
     var since = document.getElementById("since").value;
-    fetch("/inbox/api/stats?since=" + since + "&bucket=" + BUCKET[since], { headers: { Authorization: "Bearer " + token() } })
-      .then(function (r) { if (!r.ok) throw new Error(r.status === 401 ? "Log in on the inbox page first." : "HTTP " + r.status); return r.json(); })
+    fetch("/inbox/api/stats?since=" + since + "&bucket=" + BUCKET[since], { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status === 401 ? "Sign in on the inbox page first." : "HTTP " + r.status); return r.json(); })
       .then(function (data) { document.getElementById("error").textContent = ""; cards(data.stats); chart(data.series); table(data.stats); })
       .catch(function (e) { document.getElementById("error").textContent = e.message; });
   }
