@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import math
 import re
-import sqlite3
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
-from agent.text import content_words, stem
+import numpy as np
+
+from agent.embeddings import CharGrams, WordVectors
+from agent.query import Group, Query, parse, stem, words_of
+from agent.quoting import Unit, quote, split_units
+from agent.text import STOPWORDS
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 MAX_CHUNK = 1200
@@ -38,6 +42,7 @@ class Passage:
     text: str
     score: float
     confidence: float
+    features: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 class _HTMLText(HTMLParser):
@@ -120,127 +125,152 @@ def load_documents(folder: Path) -> list[Chunk]:
     return chunks
 
 
-def _sentences(body: str) -> list[str]:
-    out = []
-    for line in body.splitlines():
-        line = line.strip()
-        if not line or re.fullmatch(r"\|?[\s:|-]+\|?", line):
-            continue
-        if line.startswith("|"):
-            out.append(line)
-            continue
-        out.extend(s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])", line) if s.strip())
-    return out
+@dataclass
+class _Indexed:
+    chunk: Chunk
+    tf: dict[str, float]
+    length: float
+    units: list[Unit]
 
 
 class KnowledgeBase:
-    def __init__(self, chunks: list[Chunk]) -> None:
+    """Hybrid ranking over the store's passages, built once at start.
+
+    Lexical: bm25 (k1 1.2, b 0.75; heading words count double) over Snowball-stemmed words,
+    with the question's per-term weights (agent/query.py). Vector: cosine over character n-gram
+    TF-IDF (agent/embeddings.py). The two are fused by a normalised score mix; the confidence of
+    the winner is judged separately (see `_confidence`), since neither score means "answers
+    the question" on its own scale."""
+
+    K1 = 1.2
+    B = 0.75
+    HEADING_WEIGHT = 2.0
+    LEXICAL_WEIGHT = 0.6
+    VECTOR_WEIGHT = 0.4
+
+    def __init__(self, chunks: list[Chunk], *, word_vectors: bool = False) -> None:
         self.chunks = chunks
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.execute(
-            "CREATE VIRTUAL TABLE chunks USING fts5(source UNINDEXED, heading, body, "
-            "tokenize='porter unicode61')"
+        self._index: list[_Indexed] = []
+        df: dict[str, int] = {}
+        for c in chunks:
+            tf: dict[str, float] = {}
+            for w in words_of(f"{c.title} {c.heading}"):
+                if w not in STOPWORDS:
+                    s = stem(w)
+                    tf[s] = tf.get(s, 0.0) + self.HEADING_WEIGHT
+            for w in words_of(c.body):
+                if w not in STOPWORDS:
+                    s = stem(w)
+                    tf[s] = tf.get(s, 0.0) + 1.0
+            for s in tf:
+                df[s] = df.get(s, 0) + 1
+            self._index.append(_Indexed(c, tf, sum(tf.values()), split_units(c.body)))
+        self._df = df
+        n = max(1, len(chunks))
+        avglen = sum(i.length for i in self._index) / n if self._index else 1.0
+        # bm25's saturated term frequency per (stem, passage), computed once.
+        self._postings: dict[str, list[tuple[int, float]]] = {}
+        for i, ix in enumerate(self._index):
+            norm = self.K1 * (1 - self.B + self.B * ix.length / avglen)
+            for t, tf in ix.tf.items():
+                self._postings.setdefault(t, []).append((i, tf * (self.K1 + 1) / (tf + norm)))
+        self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        self._grams = CharGrams(
+            [[(w, 1.0) for w in words_of(f"{c.title} {c.heading} {c.body}") if w not in STOPWORDS] for c in chunks]
         )
-        self._db.executemany(
-            "INSERT INTO chunks(rowid, source, heading, body) VALUES (?, ?, ?, ?)",
-            [(i, c.source, f"{c.title} {c.heading}", c.body) for i, c in enumerate(chunks)],
+        self._words = (
+            WordVectors([f"{c.title}. {c.heading}. {c.body}" for c in chunks]) if word_vectors and chunks else None
         )
-        self._df: dict[str, int] = {}
 
     @classmethod
-    def from_folder(cls, folder: str | Path) -> KnowledgeBase:
+    def from_folder(cls, folder: str | Path, **kwargs: Any) -> KnowledgeBase:
         p = Path(folder)
         if not p.is_dir():
             raise FileNotFoundError(f"knowledge folder {p} does not exist")
-        return cls(load_documents(p))
+        return cls(load_documents(p), **kwargs)
 
     @property
     def sources(self) -> list[str]:
         return sorted({c.source for c in self.chunks})
 
-    def _doc_freq(self, term: str) -> int:
-        if term not in self._df:
-            row = self._db.execute(
-                "SELECT count(*) FROM chunks WHERE chunks MATCH ?", (f'"{term}"',)
-            ).fetchone()
-            self._df[term] = int(row[0])
-        return self._df[term]
+    def idf(self, term: str) -> float:
+        return self._idf.get(term, 0.0)
 
-    def _idf(self, term: str) -> float:
-        n = max(1, len(self.chunks))
-        df = self._doc_freq(term)
-        return math.log(1 + (n - df + 0.5) / (df + 0.5))
+    def group_idf(self, group: Group) -> float:
+        """A concept is as specific as its most specific alternative the pages use; a word no page
+        uses is as specific as a word in one passage (it may be the very thing asked about)."""
+        known = [self._idf[t] for t in group.stems if t in self._idf]
+        return max(known) if known else self._unknown_idf
 
-    def _matches(self, rowid: int, term: str) -> bool:
-        return (
-            self._db.execute(
-                "SELECT 1 FROM chunks WHERE chunks MATCH ? AND rowid = ?", (f'"{term}"', rowid)
-            ).fetchone()
-            is not None
-        )
+    # ------------------------------------------------------------ ranking
+
+    def _bm25(self, q: Query) -> np.ndarray:
+        scores = np.zeros(len(self._index))
+        for g in q.groups:
+            best: dict[int, float] = {}
+            for t in g.stems:
+                idf = self._idf.get(t)
+                if idf is None:
+                    continue
+                for i, sat in self._postings[t]:
+                    v = idf * sat
+                    if v > best.get(i, 0.0):
+                        best[i] = v
+            for i, v in best.items():
+                scores[i] += g.weight * v
+        return scores
+
+    def rank(self, q: Query) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        lexical = self._bm25(q)
+        vector = self._grams.similarity(q.words)
+        parts = {"bm25": lexical, "chars": vector}
+        fused = self.LEXICAL_WEIGHT * _scaled(lexical) + self.VECTOR_WEIGHT * _scaled(vector)
+        if self._words is not None:
+            wv = self._words.similarity([(s.text, s.weight) for s in q.sentences])
+            parts["words"] = wv
+            fused = fused + self.VECTOR_WEIGHT * _scaled(wv)
+        return fused, parts
+
+    def _coverage(self, q: Query, i: int) -> float:
+        """The weighted share of what was asked that the passage talks about (idf-weighted, so a
+        word every passage uses hardly counts); a word no page uses counts as missing."""
+        tf = self._index[i].tf
+        total = covered = 0.0
+        for g in q.groups:
+            w = g.weight * self.group_idf(g)
+            total += w
+            if any(t in tf for t in g.stems):
+                covered += w
+        return covered / total if total else 0.0
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
-        raw = list(dict.fromkeys(content_words(query, expand=True)))
-        # '~word' marks a paraphrase added by the thesaurus: searched, but worth half a word.
-        terms = list(dict.fromkeys(t.lstrip("~") for t in raw))
-        boost = {t: 0.5 for t in (r.lstrip("~") for r in raw if r.startswith("~"))}
-        for t in raw:
-            if not t.startswith("~"):
-                boost[t] = 1.0
-        if not terms or not self.chunks:
+        if not self.chunks:
             return []
-        fts_query = " OR ".join(f'"{t}"' for t in terms)
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT rowid, bm25(chunks, 0.0, 2.0, 1.0) AS score FROM chunks "
-                "WHERE chunks MATCH ? ORDER BY score LIMIT ?",
-                (fts_query, k),
-            ).fetchall()
-            if not rows:
-                return []
-            known = {t: self._idf(t) * boost[t] for t in terms if self._doc_freq(t)}
-            # A word the store's content never uses still counts against the match (it may be the
-            # very thing asked about: "crypto", "a store in Paris"), at the known words' mean weight.
-            unknown_weight = 0.75 * (sum(known.values()) / len(known)) if known else 1.0
-            total = sum(known.values()) + unknown_weight * sum(
-                1 for t in terms if t not in known and boost[t] == 1.0
-            )
-            out = []
-            for rowid, score in rows:
-                covered = sum(w for t, w in known.items() if self._matches(rowid, t))
-                chunk = self.chunks[rowid]
-                out.append(
-                    Passage(
-                        source=chunk.source,
-                        heading=chunk.heading,
-                        text=self._best_sentences(
-                            chunk, terms + re.findall(r"\d+(?:[.,]\d+)?", query)
-                        ),
-                        score=-float(score),
-                        confidence=covered / total if total else 0.0,
-                    )
+        q = parse(query)
+        if q.empty:
+            return []
+        fused, parts = self.rank(q)
+        order = np.argsort(-fused)[:k]
+        out = []
+        for i in order:
+            if fused[i] <= 0:
+                break
+            ix = self._index[int(i)]
+            conf = self._coverage(q, int(i))
+            out.append(
+                Passage(
+                    source=ix.chunk.source,
+                    heading=ix.chunk.heading,
+                    text=quote(ix.units, q, self.group_idf) or ix.chunk.body[:400],
+                    score=float(fused[i]),
+                    confidence=conf,
+                    features={name: float(v[i]) for name, v in parts.items()},
                 )
+            )
         return out
 
-    def _best_sentences(self, chunk: Chunk, terms: list[str], n: int = 2) -> str:
-        """The passage's sentences (or table rows) that say most about the question; a number
-        the shopper gave (27.5 cm) counts triple, since a row holding it is usually the answer."""
-        stems = {stem(t) for t in terms}
-        sents = _sentences(chunk.body)
-        if not sents:
-            return chunk.body[:400]
-        scored = []
-        for i, s in enumerate(sents):
-            words = {stem(w) for w in re.findall(r"\d+(?:[.,]\d+)?|[\w'’-]+", s.lower())}
-            hits = words & stems
-            score = sum(3 if h[0].isdigit() else 1 for h in hits)
-            scored.append((score, -i, s))
-        best = sorted(scored, reverse=True)[:n]
-        best = [b for b in best if b[0] > 0] or best[:1]
-        chosen = [s for _, _, s in sorted(best, key=lambda b: -b[1])]
-        if any(s.startswith("|") for s in chosen):
-            header = next((s for s in sents if s.startswith("|")), None)
-            if header and header not in chosen:
-                chosen.insert(0, header)
-        return "\n".join(chosen)
+
+def _scaled(v: np.ndarray) -> np.ndarray:
+    top = float(v.max()) if len(v) else 0.0
+    return v / top if top > 0 else v

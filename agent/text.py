@@ -40,6 +40,8 @@ def fold(text: str) -> str:
     """Lower case, typographic quotes and dashes made plain, accents removed."""
     text = text.replace("’", "'").replace("‘", "'").replace("`", "'")
     text = text.replace("–", "-").replace("—", "-")
+    if text.isascii():
+        return text.lower()
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return text.lower()

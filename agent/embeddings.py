@@ -1,0 +1,146 @@
+"""Vector similarity between a question and the store's passages.
+
+CharGrams is TF-IDF over character n-grams within word bounds (3 to 5 letters, the `char_wb`
+analyzer of scikit-learn and Rasa): it matches a typo ("recieved"), an inflection ("refunded"),
+a German compound part and a cognate ("Irlanda", "Klarna") that whole-word bm25 misses. The
+passages' vectors are built once at start; a question costs a few hundred dictionary look-ups
+and one sparse dot product with numpy (well under a tenth of a millisecond for a store's pages).
+
+WordVectors wraps wordllama's static token embeddings (its wheel ships the 16 MB model, loaded
+from the package folder, never downloaded). It is optional: measured against CharGrams on the
+evaluation stores it is kept only if it earns its start-up cost (see the README)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+NGRAMS = (3, 4, 5)
+_BITS = 22
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+_BASE = np.uint64(1_000_003)
+_SPACE = 32
+
+
+def gram_buckets(words: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed character n-grams (3-5) of each word padded with spaces, and each one's weight.
+
+    Vectorised: the words are laid end to end, every n-gram is hashed with numpy, and those
+    reaching across a word boundary are dropped, so a long message costs a few array operations
+    rather than a Python loop per n-gram (the hashing trick of scikit-learn's HashingVectorizer;
+    2^22 buckets make collisions rare at a store's vocabulary size)."""
+    if not words:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0)
+    text = "".join(f" {w} " for w, _ in words)
+    cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    weight = np.repeat(np.array([w for _, w in words]), [len(w) + 2 for w, _ in words])
+    inner = cp != _SPACE
+    with np.errstate(over="ignore"):
+        h = cp[:-2] * _BASE * _BASE + cp[1:-1] * _BASE + cp[2:]
+        ok = inner[1:-1]
+        hashes, weights = [h[ok] + np.uint64(3)], [weight[1:-1][ok]]
+        for n in NGRAMS[1:]:
+            h = h[:-1] * _BASE + cp[n - 1 :]
+            ok = ok[:-1] & inner[n - 2 : len(inner) - 1]
+            hashes.append(h[ok] + np.uint64(n))
+            weights.append(weight[1 : len(weight) - n + 2][ok])
+        buckets = (np.concatenate(hashes) * _MULT) >> np.uint64(64 - _BITS)
+    return buckets, np.concatenate(weights)
+
+
+class CharGrams:
+    """TF-IDF (sublinear tf, smoothed idf, l2-normalised) over word-bounded character n-grams."""
+
+    def __init__(self, docs: Sequence[Sequence[tuple[str, float]]]) -> None:
+        per_doc = []
+        for doc in docs:
+            b, w = gram_buckets(doc)
+            ub, inv = np.unique(b, return_inverse=True)
+            per_doc.append((ub, np.bincount(inv, weights=w)))
+        self.n = len(per_doc)
+        all_b = np.concatenate([b for b, _ in per_doc]) if per_doc else np.zeros(0, np.uint64)
+        self.vocab, df = np.unique(all_b, return_counts=True)
+        self.idf = np.log((1 + self.n) / (1 + df)) + 1.0
+        self.max_idf = math.log(1 + self.n) + 1.0
+        # Postings in CSR form over the sorted vocabulary: row = n-gram, (passage id, weight).
+        rows, ids, vals = [], [], []
+        for d, (b, tf) in enumerate(per_doc):
+            r = np.searchsorted(self.vocab, b)
+            v = (1 + np.log(tf)) * self.idf[r]
+            v /= np.linalg.norm(v) or 1.0
+            rows.append(r)
+            ids.append(np.full(len(r), d))
+            vals.append(v)
+        if rows:
+            r, i, v = np.concatenate(rows), np.concatenate(ids), np.concatenate(vals)
+            order = np.argsort(r, kind="stable")
+            self.ids, self.vals = i[order], v[order]
+            self.indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(self.vocab)))])
+        else:
+            self.ids, self.vals, self.indptr = np.zeros(0, int), np.zeros(0), np.zeros(1, int)
+
+    def similarity(self, words: dict[str, float]) -> np.ndarray:
+        """Cosine of the weighted question words against every passage."""
+        b, w = gram_buckets([(k, v) for k, v in words.items() if v > 0])
+        if not len(b) or not len(self.vocab):
+            return np.zeros(self.n)
+        ub, inv = np.unique(b, return_inverse=True)
+        tf = np.bincount(inv, weights=w)
+        tf = np.where(tf >= 1, 1 + np.log(np.maximum(tf, 1)), tf)
+        r = np.minimum(np.searchsorted(self.vocab, ub), len(self.vocab) - 1)
+        known = self.vocab[r] == ub
+        qv = tf[known] * self.idf[r[known]]
+        # An n-gram the pages never use has the highest idf; it stays in the norm, so a question
+        # mostly about something else scores low.
+        norm = math.sqrt(float(qv @ qv) + float(tf[~known] @ tf[~known]) * self.max_idf**2)
+        qi = r[known]
+        starts = self.indptr[qi]
+        lens = self.indptr[qi + 1] - starts
+        total = int(lens.sum())
+        if not total or not norm:
+            return np.zeros(self.n)
+        # The positions of every posting of the question's n-grams, without a Python loop.
+        before = np.cumsum(lens) - lens
+        take = np.arange(total) + np.repeat(starts - before, lens)
+        weights = np.repeat(qv, lens) * self.vals[take]
+        return np.bincount(self.ids[take], weights=weights, minlength=self.n) / norm
+
+
+class WordVectors:
+    """wordllama's 256-dimensional static embeddings, read from the wheel's own files."""
+
+    CONFIG = "l2_supercat"
+    DIM = 256
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        import wordllama
+        from safetensors import safe_open
+        from tokenizers import Tokenizer
+        from wordllama.inference import WordLlamaInference
+
+        root = Path(wordllama.__file__).parent
+        # Loaded by path: WordLlama.load() looks for the tokenizer in a folder the wheel does not
+        # use and would then try the network.
+        tokenizer = Tokenizer.from_file(str(root / "tokenizers" / f"{self.CONFIG}_tokenizer_config.json"))
+        with safe_open(str(root / "weights" / f"{self.CONFIG}_{self.DIM}.safetensors"), framework="np") as f:
+            embedding = f.get_tensor("embedding.weight")
+        self.model = WordLlamaInference(embedding, tokenizer)
+        self.matrix = self._embed(list(texts)) if texts else np.zeros((0, self.DIM))
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        vecs = np.asarray(self.model.embed(texts), dtype=np.float64)
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return vecs / norms
+
+    def similarity(self, sentences: list[tuple[str, float]]) -> np.ndarray:
+        sentences = [(s, w) for s, w in sentences if w > 0 and s.strip()]
+        if not sentences or not len(self.matrix):
+            return np.zeros(len(self.matrix))
+        vecs = self._embed([s for s, _ in sentences])
+        q = (vecs * np.array([w for _, w in sentences])[:, None]).sum(axis=0)
+        n = np.linalg.norm(q)
+        return self.matrix @ (q / n) if n else np.zeros(len(self.matrix))

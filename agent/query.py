@@ -1,0 +1,223 @@
+"""What a shopper's message asks, as weighted search terms.
+
+A long message is mostly story ("we adopted a greyhound last month, she's scared of the postman")
+around one question; ranking with every word lets the story's nouns pick the passage. So each
+sentence gets a weight: a question counts fully, the sentence just before it (where "they" in
+"when do they start?" points) a little less, the rest of the story little, and a sentence that
+talks to the assistant about its instructions ("ignore your previous instructions") nothing.
+A sentence in German, Spanish, French, Dutch or Portuguese is read through the cross-language shop
+vocabulary (agent/lexicon.py); its other words still reach the character n-grams."""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import Stemmer
+
+from agent.lexicon import FOREIGN_STOPWORDS, PARAPHRASES, translate_phrases, translate_word
+from agent.text import STOPWORDS, fold, normalize
+
+_STEMMER = Stemmer.Stemmer("english")
+
+QUESTION_START = re.compile(
+    r"^(?:(?:hi|hello|hey|so|and|but|also|ok|okay|well|anyway|um|oh|quick question|btw)\W+)*"
+    r"(?:how|what|whats|when|where|which|who|why|can|could|do|does|did|is|are|was|will|would|"
+    r"should|may|might|am|have|has|any|shall|must|"
+    r"wie|was|wann|wo|warum|welche\w*|kann|kannst|konnen|konnt|gibt|ist|sind|muss|darf|habe|"
+    r"comment|combien|quand|pourquoi|quel\w*|est-ce|puis|pouvez|peut|peux|"
+    r"como|cuando|cuant\w+|donde|que|cual\w*|puedo|puede|pueden|hay|tienen|"
+    r"hoe|wanneer|waar|waarom|wat|welke|kan|kunnen|kunt|mag|zijn|"
+    r"quanto|quando|onde|qual|quais|posso|pode|podem|tem)\b"
+)
+QUESTION_PHRASE = re.compile(
+    r"\b(?:(?:want|like|need) to know|wondering|wonder if|any (?:way|chance|idea)|"
+    r"is (?:it|that|this|there) (?:possible|doable|ok|okay|allowed)|tell me|let me know|"
+    r"not sure (?:if|whether|how|what|when)|i would like to know)\b"
+)
+# A sentence that addresses the assistant's own instructions carries no question about the store.
+INJECTION = re.compile(
+    r"\b(?:ignore|disregard|forget|override)\b.{0,40}\b(?:instructions?|rules|prompts?|above|"
+    r"guidelines|programming)\b|\bsystem prompt\b|\byou are now\b|\b(?:admin|developer|god|dan) "
+    r"mode\b|\bjailbreak\w*|\bpretend (?:to be|you are)\b|\b(?:reveal|print|show|repeat)\b.{0,30}"
+    r"\b(?:prompt|instructions)\b"
+)
+SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|\s+[-–—]\s+|;\s+")
+WORD = re.compile(r"[a-zß][a-z0-9ß'-]*[a-z0-9ß]|[a-z]")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_PARAPHRASES = [(re.compile(p), extra) for p, extra in PARAPHRASES]
+
+# Sentence weights: the question, the sentence before it, the rest of the story.
+QUESTION_WEIGHT = 1.0
+CONTEXT_WEIGHT = 0.5
+STORY_WEIGHT = 0.25
+
+
+@lru_cache(maxsize=16384)
+def stem(word: str) -> str:
+    """Snowball (Porter 2) English stem, the same for the pages and the questions."""
+    return _STEMMER.stemWord(word)
+
+
+def words_of(text: str) -> list[str]:
+    """Folded words of a text, apostrophes inside a word kept ("won't" stays one word)."""
+    return WORD.findall(fold(text))
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    norm: str  # folded, contractions expanded
+    weight: float
+    foreign: bool
+
+
+@dataclass(frozen=True)
+class Group:
+    """One thing asked about: a word, or a concept with its alternatives (a paraphrase's page
+    words, a foreign word's translations). A passage matching any alternative matches the group
+    once, so a concept with five synonyms does not outweigh a plain word."""
+
+    stems: frozenset[str]
+    weight: float
+    words: tuple[str, ...]
+
+
+@dataclass
+class Query:
+    text: str
+    sentences: list[Sentence]
+    groups: list[Group] = field(default_factory=list)
+    numbers: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.groups
+
+    @property
+    def terms(self) -> dict[str, float]:
+        """stem -> the largest weight of a group holding it."""
+        out: dict[str, float] = {}
+        for g in self.groups:
+            for t in g.stems:
+                out[t] = max(out.get(t, 0.0), g.weight)
+        return out
+
+    @property
+    def words(self) -> dict[str, float]:
+        """Surface word -> weight for the character n-grams; a group's weight is shared by its
+        alternatives."""
+        out: dict[str, float] = {}
+        for g in self.groups:
+            share = g.weight / len(g.words) if g.words else 0.0
+            for w in g.words:
+                out[w] = out.get(w, 0.0) + share
+        return out
+
+
+def is_question(norm: str) -> bool:
+    """`norm`: the sentence through text.normalize."""
+    s = norm.strip()
+    return "?" in s or bool(QUESTION_START.match(s)) or bool(QUESTION_PHRASE.search(s))
+
+
+def is_foreign(norm: str) -> bool:
+    """More function words of the other five languages than of English."""
+    ws = WORD.findall(norm)
+    foreign = sum(1 for w in ws if w in FOREIGN_STOPWORDS and w not in STOPWORDS)
+    english = sum(1 for w in ws if w in STOPWORDS and w not in FOREIGN_STOPWORDS)
+    return foreign > english
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_SPLIT.split(text) if s and s.strip()]
+
+
+def weigh_sentences(text: str) -> list[Sentence]:
+    parts = split_sentences(text)
+    norms = [normalize(p) for p in parts]
+    injected = [bool(INJECTION.search(n)) for n in norms]
+    asks = [is_question(n) and not inj for n, inj in zip(norms, injected, strict=True)]
+    out = []
+    for i, p in enumerate(parts):
+        if injected[i]:
+            w = 0.0
+        elif not any(asks):
+            w = QUESTION_WEIGHT
+        elif asks[i]:
+            w = QUESTION_WEIGHT
+        elif i + 1 < len(parts) and asks[i + 1]:
+            w = CONTEXT_WEIGHT
+        else:
+            w = STORY_WEIGHT
+        out.append(Sentence(p, norms[i], w, is_foreign(norms[i])))
+    return out
+
+
+def _content(words: list[str], foreign: bool) -> list[str]:
+    out = []
+    for w in words:
+        w = w.strip("'-")
+        if len(w) < 2 or w in STOPWORDS or w.isdigit() or (foreign and w in FOREIGN_STOPWORDS):
+            continue
+        out.append(w)
+    return out
+
+
+def _paraphrased(sentences: list[Sentence]) -> tuple[list[list[tuple[str, ...]]], list[str]]:
+    """Paraphrase concepts found in each English sentence, and each sentence with their phrases
+    blanked out. The patterns run once over the whole message, not once per sentence."""
+    english = [s.norm if s.weight > 0 and not s.foreign else "" for s in sentences]
+    joined = "\n".join(english)
+    starts = [0]
+    for e in english[:-1]:
+        starts.append(starts[-1] + len(e) + 1)
+    found: list[list[tuple[str, ...]]] = [[] for _ in sentences]
+    for pattern, extra in _PARAPHRASES:
+        if pattern.search(joined) is None:
+            continue
+        for m in pattern.finditer(joined):
+            i = bisect_right(starts, m.start()) - 1
+            own = _content(WORD.findall(m.group(0)), False)
+            found[i].append(tuple(dict.fromkeys([*extra, *own])))
+        joined = pattern.sub(lambda m: "|" * len(m.group(0)), joined)
+    rest = [joined[a : a + len(e)] for a, e in zip(starts, english, strict=True)]
+    return found, rest
+
+
+def parse(text: str) -> Query:
+    """The message as weighted groups of stems, and the numbers in it."""
+    q = Query(text=text, sentences=weigh_sentences(text))
+    best: dict[frozenset[str], Group] = {}
+
+    def add(stems: frozenset[str], weight: float, words: tuple[str, ...]) -> None:
+        if not stems or weight <= 0:
+            return
+        old = best.get(stems)
+        if old is None or weight > old.weight:
+            best[stems] = Group(stems, weight, words)
+
+    concepts, rests = _paraphrased(q.sentences)
+    for s, found, rest in zip(q.sentences, concepts, rests, strict=True):
+        if s.weight <= 0:
+            continue
+        if s.foreign:
+            for w in _content(WORD.findall(s.norm), True):
+                english = translate_word(w)
+                if english:
+                    alts = tuple(dict.fromkeys(english))
+                    add(frozenset(stem(e) for e in alts), s.weight, (w, *alts))
+                else:
+                    add(frozenset([stem(w)]), s.weight, (w,))
+            for e in translate_phrases(s.norm):
+                add(frozenset([stem(e)]), s.weight, (e,))
+        else:
+            for alts in found:
+                add(frozenset(stem(e) for e in alts), s.weight, alts)
+            for w in _content(WORD.findall(rest), False):
+                add(frozenset([stem(w)]), s.weight, (w,))
+        q.numbers.extend(n for n in NUMBER.findall(s.text) if n not in q.numbers)
+    q.groups = list(best.values())
+    return q
