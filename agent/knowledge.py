@@ -24,6 +24,10 @@ from agent.quoting import Unit, quote, split_units
 from agent.text import STOPWORDS
 
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
+# Groups at least this heavy are "what is asked" (the question and the sentence before it).
+FOCUS = 0.5
+# bm25 (in units of the highest idf) that counts as a full-strength match.
+STRENGTH_FULL = 1.5
 MAX_CHUNK = 1200
 
 
@@ -233,21 +237,34 @@ class KnowledgeBase:
         return fused, parts
 
     def _coverage(self, q: Query, i: int) -> float:
-        """The weighted share of what was asked that the passage talks about (idf-weighted, so a
-        word every passage uses hardly counts); a word no page uses counts as missing."""
+        """The idf-weighted share of what was asked (the question and the sentence before it,
+        not the story around them) that the passage talks about; a word no page uses counts as
+        missing at the highest idf (it may be the very thing asked about: "gift wrapping")."""
         tf = self._index[i].tf
         total = covered = 0.0
         for g in q.groups:
+            if g.weight < FOCUS:
+                continue
             w = g.weight * self.group_idf(g)
             total += w
             if any(t in tf for t in g.stems):
                 covered += w
         return covered / total if total else 0.0
 
-    def search(self, query: str, k: int = 3) -> list[Passage]:
+    def confidence(self, q: Query, i: int, lexical: float) -> float:
+        """How sure the passage answers: half coverage (does it talk about everything asked?),
+        half strength (bm25 in units of the rarest possible word: about one and a half rare words
+        matched is a full-strength match). Coverage alone trusts a one-word question that matched
+        a common word; strength alone trusts a long message that matched many loose words."""
+        strength = min(1.0, lexical / (self._unknown_idf * STRENGTH_FULL))
+        return 0.5 * self._coverage(q, i) + 0.5 * strength
+
+    def search(self, query: str, k: int = 3, context: str | None = None) -> list[Passage]:
+        """The k best passages, each quoted by its best sentences, with a confidence in [0, 1]
+        that callers compare with `knowledge.min_confidence`."""
         if not self.chunks:
             return []
-        q = parse(query)
+        q = parse(query, context)
         if q.empty:
             return []
         fused, parts = self.rank(q)
@@ -257,7 +274,7 @@ class KnowledgeBase:
             if fused[i] <= 0:
                 break
             ix = self._index[int(i)]
-            conf = self._coverage(q, int(i))
+            conf = self.confidence(q, int(i), float(parts["bm25"][i]))
             out.append(
                 Passage(
                     source=ix.chunk.source,

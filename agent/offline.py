@@ -559,25 +559,21 @@ class OfflineAgent:
         return EMAIL.sub(" ", text)
 
     def _search(self, text: str, shopper: list[MessageView], det: Any) -> Passage | None:
-        """Best passage for the question; a short follow-up is read with the message before it."""
-        words = content_words(self._without_entities(text))
+        """The passage that answers, or None when none is good enough (the caller then says
+        plainly that it does not know). A short follow-up that is not enough on its own ("and
+        how long does that take?") is read with the last substantive message as context."""
+        bare = self._without_entities(text)
+        words = content_words(bare)
         if len(words) < 2 or (det.thanks and not det.question) or det.greeting:
             return None
         threshold = self.config.knowledge.min_confidence
-        queries = [text]
-        if len(words) < 4:
-            # A short follow-up ("and to Belgium?") may need the last substantive message to make
-            # sense; it is tried second, so an unrelated earlier message cannot drown a clear one.
-            earlier = [m.text for m in shopper[:-1] if len(content_words(self._without_entities(m.text))) >= 2]
+        hits = self.kb.search(bare, k=1)
+        if (not hits or hits[0].confidence < threshold) and len(words) < 4:
+            earlier = [
+                self._without_entities(m.text)
+                for m in shopper[:-1]
+                if len(content_words(self._without_entities(m.text))) >= 2
+            ]
             if earlier:
-                queries.append(f"{earlier[-1]} {text}")
-        best = None
-        for query in queries:
-            good = [h for h in self.kb.search(query, k=3) if h.confidence >= threshold]
-            if good:
-                # bm25 decides the order; coverage only gates what is good enough to quote.
-                best = good[0]
-                break
-        if best is None:
-            return None
-        return best
+                hits = self.kb.search(bare, k=1, context=earlier[-1])
+        return hits[0] if hits and hits[0].confidence >= threshold else None

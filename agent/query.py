@@ -187,9 +187,18 @@ def _paraphrased(sentences: list[Sentence]) -> tuple[list[list[tuple[str, ...]]]
     return found, rest
 
 
-def parse(text: str) -> Query:
-    """The message as weighted groups of stems, and the numbers in it."""
-    q = Query(text=text, sentences=weigh_sentences(text))
+def parse(text: str, context: str | None = None) -> Query:
+    """The message as weighted groups of stems, and the numbers in it. `context`, an earlier
+    message a short follow-up leans on ("and how long does that take?"), counts as the sentence
+    before a question does."""
+    sentences = weigh_sentences(text)
+    if context:
+        before = [
+            Sentence(c.text, c.norm, c.weight * CONTEXT_WEIGHT, c.foreign)
+            for c in weigh_sentences(context)
+        ]
+        sentences = before + sentences
+    q = Query(text=text, sentences=sentences)
     best: dict[frozenset[str], Group] = {}
 
     def add(stems: frozenset[str], weight: float, words: tuple[str, ...]) -> None:
