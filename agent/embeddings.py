@@ -6,15 +6,13 @@ a German compound part and a cognate ("Irlanda", "Klarna") that whole-word bm25 
 passages' vectors are built once at start; a question costs a few hundred dictionary look-ups
 and one sparse dot product with numpy (well under a tenth of a millisecond for a store's pages).
 
-WordVectors wraps wordllama's static token embeddings (its wheel ships the 16 MB model, loaded
-from the package folder, never downloaded). It is optional: measured against CharGrams on the
-evaluation stores it is kept only if it earns its start-up cost (see the README)."""
+Sentence vectors from a model (wordllama) were measured as a third ranking signal and left out:
+see the README and bench/retrieval/wordvectors.py."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -78,7 +76,9 @@ class CharGrams:
             r, i, v = np.concatenate(rows), np.concatenate(ids), np.concatenate(vals)
             order = np.argsort(r, kind="stable")
             self.ids, self.vals = i[order], v[order]
-            self.indptr = np.concatenate([[0], np.cumsum(np.bincount(r, minlength=len(self.vocab)))])
+            self.indptr = np.concatenate(
+                [[0], np.cumsum(np.bincount(r, minlength=len(self.vocab)))]
+            )
         else:
             self.ids, self.vals, self.indptr = np.zeros(0, int), np.zeros(0), np.zeros(1, int)
 
@@ -107,40 +107,3 @@ class CharGrams:
         take = np.arange(total) + np.repeat(starts - before, lens)
         weights = np.repeat(qv, lens) * self.vals[take]
         return np.bincount(self.ids[take], weights=weights, minlength=self.n) / norm
-
-
-class WordVectors:
-    """wordllama's 256-dimensional static embeddings, read from the wheel's own files."""
-
-    CONFIG = "l2_supercat"
-    DIM = 256
-
-    def __init__(self, texts: Sequence[str]) -> None:
-        import wordllama
-        from safetensors import safe_open
-        from tokenizers import Tokenizer
-        from wordllama.inference import WordLlamaInference
-
-        root = Path(wordllama.__file__).parent
-        # Loaded by path: WordLlama.load() looks for the tokenizer in a folder the wheel does not
-        # use and would then try the network.
-        tokenizer = Tokenizer.from_file(str(root / "tokenizers" / f"{self.CONFIG}_tokenizer_config.json"))
-        with safe_open(str(root / "weights" / f"{self.CONFIG}_{self.DIM}.safetensors"), framework="np") as f:
-            embedding = f.get_tensor("embedding.weight")
-        self.model = WordLlamaInference(embedding, tokenizer)
-        self.matrix = self._embed(list(texts)) if texts else np.zeros((0, self.DIM))
-
-    def _embed(self, texts: list[str]) -> np.ndarray:
-        vecs = np.asarray(self.model.embed(texts), dtype=np.float64)
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return vecs / norms
-
-    def similarity(self, sentences: list[tuple[str, float]]) -> np.ndarray:
-        sentences = [(s, w) for s, w in sentences if w > 0 and s.strip()]
-        if not sentences or not len(self.matrix):
-            return np.zeros(len(self.matrix))
-        vecs = self._embed([s for s, _ in sentences])
-        q = (vecs * np.array([w for _, w in sentences])[:, None]).sum(axis=0)
-        n = np.linalg.norm(q)
-        return self.matrix @ (q / n) if n else np.zeros(len(self.matrix))

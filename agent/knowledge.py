@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from agent.embeddings import CharGrams, WordVectors
+from agent.embeddings import CharGrams
 from agent.query import Group, Query, parse, stem, words_of
 from agent.quoting import Unit, quote, split_units
 from agent.text import STOPWORDS
@@ -129,6 +130,10 @@ def load_documents(folder: Path) -> list[Chunk]:
     return chunks
 
 
+class Scorer(Protocol):
+    def similarity(self, q: Query) -> np.ndarray: ...
+
+
 @dataclass
 class _Indexed:
     chunk: Chunk
@@ -152,7 +157,11 @@ class KnowledgeBase:
     LEXICAL_WEIGHT = 0.6
     VECTOR_WEIGHT = 0.4
 
-    def __init__(self, chunks: list[Chunk], *, word_vectors: bool = False) -> None:
+    def __init__(
+        self, chunks: list[Chunk], *, extra: Callable[[list[str]], Scorer] | None = None
+    ) -> None:
+        """`extra`: another vector signal built from the passages' texts (measurement only: see
+        bench/retrieval/wordvectors.py), fused with the same weight as the character n-grams."""
         self.chunks = chunks
         self._index: list[_Indexed] = []
         df: dict[str, int] = {}
@@ -181,10 +190,17 @@ class KnowledgeBase:
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
         self._grams = CharGrams(
-            [[(w, 1.0) for w in words_of(f"{c.title} {c.heading} {c.body}") if w not in STOPWORDS] for c in chunks]
+            [
+                [
+                    (w, 1.0)
+                    for w in words_of(f"{c.title} {c.heading} {c.body}")
+                    if w not in STOPWORDS
+                ]
+                for c in chunks
+            ]
         )
-        self._words = (
-            WordVectors([f"{c.title}. {c.heading}. {c.body}" for c in chunks]) if word_vectors and chunks else None
+        self._extra = (
+            extra([f"{c.title}. {c.heading}. {c.body}" for c in chunks]) if extra else None
         )
 
     @classmethod
@@ -230,10 +246,10 @@ class KnowledgeBase:
         vector = self._grams.similarity(q.words)
         parts = {"bm25": lexical, "chars": vector}
         fused = self.LEXICAL_WEIGHT * _scaled(lexical) + self.VECTOR_WEIGHT * _scaled(vector)
-        if self._words is not None:
-            wv = self._words.similarity([(s.text, s.weight) for s in q.sentences])
-            parts["words"] = wv
-            fused = fused + self.VECTOR_WEIGHT * _scaled(wv)
+        if self._extra is not None:
+            ev = self._extra.similarity(q)
+            parts["extra"] = ev
+            fused = fused + self.VECTOR_WEIGHT * _scaled(ev)
         return fused, parts
 
     def _coverage(self, q: Query, i: int) -> float:

@@ -17,33 +17,93 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (
         ("delivery", "deliver", "shipping", "ship", "dispatch"),
         (
-            "liefer", "geliefer", "versand", "versend", "verschick", "zustell", "livr", "expedi",
-            "envoi", "envoy", "envio", "envia", "enviar", "envie", "entreg", "bezorg", "verzend",
-            "verstuur", "verzond", "lever", "geleverd", "remess", "frete", "porto",
+            "liefer",
+            "geliefer",
+            "versand",
+            "versend",
+            "verschick",
+            "zustell",
+            "livr",
+            "expedi",
+            "envoi",
+            "envoy",
+            "envio",
+            "envia",
+            "enviar",
+            "envie",
+            "entreg",
+            "bezorg",
+            "verzend",
+            "verstuur",
+            "verzond",
+            "lever",
+            "geleverd",
+            "remess",
+            "frete",
+            "porto",
         ),
     ),
     (
         ("return", "returns", "send", "back"),
         (
-            "zuruck", "zurueck", "rucksend", "ruecksend", "ruckgab", "rueckgab", "retour",
-            "retourn", "renvoi", "renvoy", "devol", "devuelv", "terugstu", "terugzend",
-            "terugbreng", "terugsturen", "retorn",
+            "zuruck",
+            "zurueck",
+            "rucksend",
+            "ruecksend",
+            "ruckgab",
+            "rueckgab",
+            "retour",
+            "retourn",
+            "renvoi",
+            "renvoy",
+            "devol",
+            "devuelv",
+            "terugstu",
+            "terugzend",
+            "terugbreng",
+            "terugsturen",
+            "retorn",
         ),
     ),
     (
         ("refund", "money", "back"),
         (
-            "erstatt", "ruckerstatt", "rueckerstatt", "rembours", "reembols", "terugbetal",
-            "geld", "argent", "dinero", "dinheiro",
+            "erstatt",
+            "ruckerstatt",
+            "rueckerstatt",
+            "rembours",
+            "reembols",
+            "terugbetal",
+            "geld",
+            "argent",
+            "dinero",
+            "dinheiro",
         ),
     ),
     (("exchange", "swap"), ("umtausch", "tausch", "echang", "cambi", "ruil", "troc", "troqu")),
     (
         ("cost", "price", "charge", "fee"),
         (
-            "kost", "preis", "gebuhr", "gebuehr", "cout", "prix", "tarif", "frais", "cuest",
-            "costo", "coste", "precio", "gasto", "prijs", "tarief", "custa", "custo", "preco",
-            "taxa", "cobr",
+            "kost",
+            "preis",
+            "gebuhr",
+            "gebuehr",
+            "cout",
+            "prix",
+            "tarif",
+            "frais",
+            "cuest",
+            "costo",
+            "coste",
+            "precio",
+            "gasto",
+            "prijs",
+            "tarief",
+            "custa",
+            "custo",
+            "preco",
+            "taxa",
+            "cobr",
         ),
     ),
     (("free",), ("kostenlos", "gratis", "gratuit", "umsonst")),
@@ -58,6 +118,8 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
         ("stornier", "storno", "abbestell", "annul", "cancel", "anul", "annuleer", "annuler"),
     ),
     (("size",), ("grosse", "groesse", "taille", "talla", "maat", "tamanho", "tamano")),
+    (("small", "size"), ("klein", "petit", "pequen", "kleine")),
+    (("large", "size"), ("grand", "groot", "gross")),
     (("account",), ("konto", "compte", "cuenta", "conta")),
     (("password",), ("passwort", "kennwort", "contrasena", "wachtwoord", "senha")),
     (
@@ -67,14 +129,36 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (
         ("discount", "code", "voucher"),
         (
-            "rabatt", "gutschein", "ermassig", "reduction", "remise", "descuento", "cupon",
-            "korting", "desconto", "cupom", "promo",
+            "rabatt",
+            "gutschein",
+            "ermassig",
+            "reduction",
+            "remise",
+            "descuento",
+            "cupon",
+            "korting",
+            "desconto",
+            "cupom",
+            "promo",
         ),
     ),
     (("gift",), ("geschenk", "cadeau", "regalo", "presente")),
     (
         ("long", "days", "take", "time"),
-        ("dauer", "dauert", "delai", "tarda", "plazo", "duurt", "demor", "prazo", "lange", "temps", "tiempo", "tempo"),
+        (
+            "dauer",
+            "dauert",
+            "delai",
+            "tarda",
+            "plazo",
+            "duurt",
+            "demor",
+            "prazo",
+            "lange",
+            "temps",
+            "tiempo",
+            "tempo",
+        ),
     ),
     (("when",), ("wann", "quand", "cuando", "wanneer", "quando")),
     (
@@ -88,8 +172,20 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (
         ("damaged", "faulty", "broken"),
         (
-            "beschadig", "kaputt", "defekt", "casse", "endommag", "defectu", "roto", "rota",
-            "danad", "kapot", "defect", "quebrad", "danific", "avariad",
+            "beschadig",
+            "kaputt",
+            "defekt",
+            "casse",
+            "endommag",
+            "defectu",
+            "roto",
+            "rota",
+            "danad",
+            "kapot",
+            "defect",
+            "quebrad",
+            "danific",
+            "avariad",
         ),
     ),
     (("wrong",), ("falsch", "mauvais", "equivocad", "incorrect", "verkeerd", "errad")),
@@ -97,12 +193,32 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("pause", "skip"), ("pausier", "pausar", "pauzer", "aussetz", "overslaan", "saltar")),
     (
         ("stock", "available"),
-        ("verfugbar", "verfuegbar", "lieferbar", "vorratig", "disponib", "beschikbaar", "voorraad", "estoque"),
+        (
+            "verfugbar",
+            "verfuegbar",
+            "lieferbar",
+            "vorratig",
+            "disponib",
+            "beschikbaar",
+            "voorraad",
+            "estoque",
+        ),
     ),
     (("points",), ("punkte", "puntos", "punten", "pontos")),
     (
         ("opening", "hours", "open"),
-        ("offnungszeit", "oeffnungszeit", "geoffnet", "horaire", "ouvert", "horario", "abiert", "openingstijd", "geopend", "abert"),
+        (
+            "offnungszeit",
+            "oeffnungszeit",
+            "geoffnet",
+            "horaire",
+            "ouvert",
+            "horario",
+            "abiert",
+            "openingstijd",
+            "geopend",
+            "abert",
+        ),
     ),
     (
         ("phone", "call"),
@@ -114,7 +230,10 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("working", "day"), ("werktag", "werkdag", "ouvrable", "habil", "util")),
     (("today",), ("heute", "aujourd", "hoy", "vandaag", "hoje")),
     (("express", "fast"), ("schnell", "rapide", "rapido", "snel", "eilig")),
-    (("international", "abroad", "outside"), ("ausland", "etranger", "extranjero", "buitenland", "estrangeiro")),
+    (
+        ("international", "abroad", "outside"),
+        ("ausland", "etranger", "extranjero", "buitenland", "estrangeiro"),
+    ),
     # Country names: geography, not any store's words.
     (("germany",), ("deutschland", "allemagne", "alemania", "duitsland", "alemanha")),
     (("france",), ("frankreich", "francia", "frankrijk", "franca")),
@@ -122,16 +241,34 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("ireland",), ("irland", "irlande", "irlanda", "ierland")),
     (("austria",), ("osterreich", "oesterreich", "autriche", "oostenrijk")),
     (("switzerland",), ("schweiz", "suisse", "suiza", "zwitserland", "suica")),
-    (("netherlands",), ("niederland", "pays-bas", "paises bajos", "nederland", "holanda", "hollande")),
+    (
+        ("netherlands",),
+        ("niederland", "pays-bas", "paises bajos", "nederland", "holanda", "hollande"),
+    ),
     (("belgium",), ("belgien", "belgique", "belgica", "belgie")),
     (("italy",), ("italien", "italie", "italia")),
-    (("united", "kingdom", "uk"), ("grossbritannien", "royaume-uni", "reino unido", "verenigd koninkrijk", "england", "angleterre", "inglaterra", "engeland")),
+    (
+        ("united", "kingdom", "uk"),
+        (
+            "grossbritannien",
+            "royaume-uni",
+            "reino unido",
+            "verenigd koninkrijk",
+            "england",
+            "angleterre",
+            "inglaterra",
+            "engeland",
+        ),
+    ),
     (("norway",), ("norwegen", "norvege", "noruega", "noorwegen")),
     (("sweden",), ("schweden", "suede", "suecia", "zweden")),
     (("denmark",), ("danemark", "dinamarca", "denemarken")),
     (("poland",), ("polen", "pologne", "polonia")),
     (("luxembourg",), ("luxemburg", "luxemburgo")),
-    (("united", "states", "usa"), ("vereinigte staaten", "etats-unis", "estados unidos", "verenigde staten")),
+    (
+        ("united", "states", "usa"),
+        ("vereinigte staaten", "etats-unis", "estados unidos", "verenigde staten"),
+    ),
     (("europe",), ("europa",)),
 ]
 
@@ -142,7 +279,8 @@ FOREIGN_STOPWORDS = frozenset(
     kein keine ist sind war waren bin bist hat habe haben hatte wird werden wurde kann konnen
     konnte mochte muss mussen darf soll sollte mit von zu zum zur bei nach aus fur uber unter
     auf an in im am vom bis wie was wo wer warum welche welcher welches wenn dass ob so da hier
-    dort bitte danke hallo guten tag abend morgen gern gerne mal doch ja nein sehr viel viele
+    dort bitte danke hallo guten tag abend morgen gern gerne mal doch ja nein sehr viel viele zu
+    trop demasiado te
     je tu il elle nous vous ils elles mon ma mes ton ta tes son sa ses notre votre leur le la
     les un une des du de et ou mais aussi pas ne est sont suis ai as avons avez ont etre avoir
     peux peut pouvez pouvons puis veux voudrais faut pour par avec sans sur sous dans en au aux
@@ -176,6 +314,8 @@ for _p, _e in _PREFIXES:
 
 def _prefix(rest: str) -> tuple[str, tuple[str, ...]] | None:
     return next(((p, e) for p, e in _BY_START.get(rest[:2], ()) if rest.startswith(p)), None)
+
+
 # A German compound may join its parts with an 's' or 'n' ("Lieferungskosten").
 _LINK = re.compile(r"^(?:s|n|en|es|e)?")
 
@@ -296,7 +436,10 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
         ("alert", "notification", "announced", "email"),
     ),
     (r"\bchange\w*|\bedit\w*|\bmodif\w*|\bamend\w*|\bswitch\w*", ("change", "edit")),
-    (r"\bdelet\w*|\bclose (?:my|the) account\b|\bremove my (?:data|account)\b", ("delete", "close")),
+    (
+        r"\bdelet\w*|\bclose (?:my|the) account\b|\bremove my (?:data|account)\b",
+        ("delete", "close"),
+    ),
     (r"\bcollect\w*|\bpick ?(?:it|them)? ?up\b|\bpickup\b", ("collect", "pickup", "picked")),
     (r"\bgift\w*|\bpresent\b", ("gift",)),
 ]

@@ -53,6 +53,7 @@ _PARAPHRASES = [(re.compile(p), extra) for p, extra in PARAPHRASES]
 QUESTION_WEIGHT = 1.0
 CONTEXT_WEIGHT = 0.5
 STORY_WEIGHT = 0.25
+UNKNOWN_FOREIGN = 0.5
 
 
 @lru_cache(maxsize=16384)
@@ -160,6 +161,8 @@ def _content(words: list[str], foreign: bool) -> list[str]:
     out = []
     for w in words:
         w = w.strip("'-")
+        if w.endswith("'s"):
+            w = w[:-2]
         if len(w) < 2 or w in STOPWORDS or w.isdigit() or (foreign and w in FOREIGN_STOPWORDS):
             continue
         out.append(w)
@@ -219,7 +222,9 @@ def parse(text: str, context: str | None = None) -> Query:
                     alts = tuple(dict.fromkeys(english))
                     add(frozenset(stem(e) for e in alts), s.weight, (w, *alts))
                 else:
-                    add(frozenset([stem(w)]), s.weight, (w,))
+                    # A word the vocabulary does not know may be anything in that language
+                    # (not necessarily the thing asked about): it counts half.
+                    add(frozenset([stem(w)]), s.weight * UNKNOWN_FOREIGN, (w,))
             for e in translate_phrases(s.norm):
                 add(frozenset([stem(e)]), s.weight, (e,))
         else:

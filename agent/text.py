@@ -32,7 +32,7 @@ STOPWORDS = frozenset(
     doesnt isnt one get got know need want like tell let us would could might much many lot
     am an as at be by do go he if in is it me my no of on or so to up we re ve ll something
     anything everything nothing someone thing things way use using used buy bought wondering
-    quick question guys folks there""".split()
+    quick question guys folks there nope nah yep yup""".split()
 )
 
 

@@ -280,7 +280,7 @@ class Alerts(Strict):
 
 class Knowledge(Strict):
     dir: str = "knowledge"
-    min_confidence: float = Field(default=0.33, ge=0, le=1)
+    min_confidence: float = Field(default=0.45, ge=0, le=1)
 
 
 class Intent(Strict):

@@ -199,7 +199,14 @@ SCENARIOS = [
         tags=[],
         kb="payments.md",
     ),
-    scenario("discount-policy", ["Does the student discount apply to drop items?"], tags=[]),
+    # This store's pages say nothing about student discounts: the agent says it is not sure and
+    # hands off rather than quoting a passage that merely mentions drops.
+    scenario(
+        "discount-policy",
+        ["Does the student discount apply to drop items?"],
+        tags=["unanswered"],
+        by_turn=1,
+    ),
     scenario("faq-shipping", ["How much is shipping to Belgium?"], tags=[], kb="shipping.md"),
     scenario("faq-size", ["My foot is 26 cm long, which size?"], tags=[], kb="sizing.md"),
     scenario(

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from agent.knowledge import KnowledgeBase  # noqa: E402
+from agent.text import content_words  # noqa: E402
 
 
 def load(path: Path) -> list[dict]:
@@ -41,7 +42,12 @@ def main() -> None:
     p.add_argument("-v", action="store_true")
     a = p.parse_args()
     t0 = time.process_time()
-    kb = KnowledgeBase.from_folder(a.knowledge, word_vectors=a.words)
+    extra = None
+    if a.words:
+        from bench.retrieval.wordvectors import WordVectors
+
+        extra = WordVectors
+    kb = KnowledgeBase.from_folder(a.knowledge, extra=extra)
     start = time.process_time() - t0
     qs = load(a.queries)
     bar = a.bar if a.bar is not None else 0.0
@@ -51,7 +57,8 @@ def main() -> None:
     cpu = 0.0
     for q in qs:
         t = time.process_time()
-        hits = kb.search(q["q"], k=3)
+        # The agent does not search a message with fewer than two content words.
+        hits = kb.search(q["q"], k=3) if len(content_words(q["q"])) >= 2 else []
         cpu += time.process_time() - t
         best = hits[0] if hits else None
         ok = best is not None and best.source == q["source"]
@@ -66,13 +73,16 @@ def main() -> None:
         if a.v:
             mark = "OK " if ok else ("NEG" if not q["source"] else "BAD")
             feats = " ".join(f"{k}={v:.2f}" for k, v in (best.features if best else {}).items())
-            print(f"{mark} conf={conf:.2f} {feats} {best.source if best else None} <- {q['q'][:90]!r}")
+            print(
+                f"{mark} conf={conf:.2f} {feats} {best.source if best else None} <- {q['q'][:90]!r}"
+            )
             if a.v and best and q["source"]:
                 print("     " + best.text.replace("\n", "\n     ")[:400])
+    pos = pos or [{}]
     print(
-        f"{a.queries.name}: positives {len(pos)} top1 {top1/len(pos):.2f} | at bar {bar}: answered right "
-        f"{answered_right/len(pos):.2f}, wrong {answered_wrong/len(pos):.2f}; negatives {len(neg)} answered "
-        f"{neg_answered}/{len(neg)} | start {start*1000:.0f} ms CPU, {cpu/len(qs)*1000:.3f} ms CPU/query"
+        f"{a.queries.name}: positives {len(pos)} top1 {top1 / len(pos):.2f} | at bar {bar}: answered right "
+        f"{answered_right / len(pos):.2f}, wrong {answered_wrong / len(pos):.2f}; negatives {len(neg)} answered "
+        f"{neg_answered}/{len(neg)} | start {start * 1000:.0f} ms CPU, {cpu / len(qs) * 1000:.3f} ms CPU/query"
     )
 
 
