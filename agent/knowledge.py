@@ -27,6 +27,8 @@ from agent.text import STOPWORDS
 SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 # Groups at least this heavy are "what is asked" (the question and the sentence before it).
 FOCUS = 0.5
+# A word no page uses, in units of the highest idf (see `group_idf`).
+UNKNOWN_WEIGHT = 1.0
 # bm25 (in units of the highest idf) that counts as a full-strength match.
 STRENGTH_FULL = 1.5
 MAX_CHUNK = 1200
@@ -163,24 +165,24 @@ class KnowledgeBase:
         """`extra`: another vector signal built from the passages' texts (measurement only: see
         bench/retrieval/wordvectors.py), fused with the same weight as the character n-grams."""
         self.chunks = chunks
-        self._index: list[_Indexed] = []
+        sections = [self._indexed(c, split_units(c.body)) for c in chunks]
+        # Each table row is also a passage of its own (with the table's header): a question about
+        # one row ("how long to Spain?") should not lose to a short paragraph because the table
+        # around the row is long. Rows do not count in the idf, so a header repeated on every
+        # row does not look common.
+        rows = [
+            self._indexed(Chunk(c.source, c.title, c.heading, f"{u.header}\n{u.text}"), [u])
+            for c, ix in zip(chunks, sections, strict=True)
+            for u in ix.units
+            if u.kind == "row" and u.header
+        ]
+        self._index: list[_Indexed] = sections + rows
         df: dict[str, int] = {}
-        for c in chunks:
-            tf: dict[str, float] = {}
-            for w in words_of(f"{c.title} {c.heading}"):
-                if w not in STOPWORDS:
-                    s = stem(w)
-                    tf[s] = tf.get(s, 0.0) + self.HEADING_WEIGHT
-            for w in words_of(c.body):
-                if w not in STOPWORDS:
-                    s = stem(w)
-                    tf[s] = tf.get(s, 0.0) + 1.0
-            for s in tf:
-                df[s] = df.get(s, 0) + 1
-            self._index.append(_Indexed(c, tf, sum(tf.values()), split_units(c.body)))
-        self._df = df
+        for ix in sections:
+            for t in ix.tf:
+                df[t] = df.get(t, 0) + 1
         n = max(1, len(chunks))
-        avglen = sum(i.length for i in self._index) / n if self._index else 1.0
+        avglen = sum(i.length for i in sections) / n if sections else 1.0
         # bm25's saturated term frequency per (stem, passage), computed once.
         self._postings: dict[str, list[tuple[int, float]]] = {}
         for i, ix in enumerate(self._index):
@@ -189,19 +191,23 @@ class KnowledgeBase:
                 self._postings.setdefault(t, []).append((i, tf * (self.K1 + 1) / (tf + norm)))
         self._idf = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
         self._unknown_idf = math.log(1 + (n + 0.5) / 0.5)
+        texts = [f"{ix.chunk.title} {ix.chunk.heading} {ix.chunk.body}" for ix in self._index]
         self._grams = CharGrams(
-            [
-                [
-                    (w, 1.0)
-                    for w in words_of(f"{c.title} {c.heading} {c.body}")
-                    if w not in STOPWORDS
-                ]
-                for c in chunks
-            ]
+            [[(w, 1.0) for w in words_of(t) if w not in STOPWORDS] for t in texts]
         )
-        self._extra = (
-            extra([f"{c.title}. {c.heading}. {c.body}" for c in chunks]) if extra else None
-        )
+        self._extra = extra(texts) if extra else None
+
+    def _indexed(self, c: Chunk, units: list[Unit]) -> _Indexed:
+        tf: dict[str, float] = {}
+        for w in words_of(f"{c.title} {c.heading}"):
+            if w not in STOPWORDS:
+                s = stem(w)
+                tf[s] = tf.get(s, 0.0) + self.HEADING_WEIGHT
+        for w in words_of(c.body):
+            if w not in STOPWORDS:
+                s = stem(w)
+                tf[s] = tf.get(s, 0.0) + 1.0
+        return _Indexed(c, tf, sum(tf.values()), units)
 
     @classmethod
     def from_folder(cls, folder: str | Path, **kwargs: Any) -> KnowledgeBase:
@@ -221,7 +227,7 @@ class KnowledgeBase:
         """A concept is as specific as its most specific alternative the pages use; a word no page
         uses is as specific as a word in one passage (it may be the very thing asked about)."""
         known = [self._idf[t] for t in group.stems if t in self._idf]
-        return max(known) if known else self._unknown_idf
+        return max(known) if known else self._unknown_idf * UNKNOWN_WEIGHT
 
     # ------------------------------------------------------------ ranking
 

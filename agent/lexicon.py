@@ -363,9 +363,16 @@ def translate_phrases(folded: str) -> list[str]:
 # Generic to online retail; a match turns the phrase into one concept (its own words plus these),
 # so "send it back" counts once, as "return", not as three loose words that match anything.
 PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
+    # Word families Snowball's English stemmer does not join ("deliver" / "delivery").
+    (r"\bdeliver\w*", ("delivery", "deliver", "delivered")),
     (
-        r"\b(?:send|give|bring|take|post|ship|mail|go|goes|come|sent) (?:it|them|this|that|these|"
-        r"those|(?:the|my|our) \w+(?: \w+)?)? ?back\b|\bgo(?:es)? back\b|\breturning\b",
+        r"\bpay\b.{0,20}\blater\b|\bpay (?:in a month|next month|after delivery)\b",
+        ("later", "pay", "instalments"),
+    ),
+    (r"\bpay(?:s|ing|ment|ments)?\b|\bpaid\b", ("pay", "payment", "paid")),
+    (
+        r"\b(?:send|give|bring|take|post|ship|mail|go|goes|come|sent)(?: [\w']+){0,3} back\b|"
+        r"\bgo(?:es)? back\b|\breturning\b",
         ("return", "returns"),
     ),
     (r"\bmoney back\b|\breimburs\w*|\bpaid back\b|\bcredit(?:ed)? back\b", ("refund",)),
@@ -378,7 +385,10 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
         r"\bleft (?:the|your) warehouse\b|\bsend(?:ing)? (?:it|them) (?:out|off)\b|\bposted\b",
         ("dispatch", "dispatched", "shipped", "leave"),
     ),
-    (r"\bpostage\b|\bsent\b|\bsending\b|\bsend\b|\bposting\b", ("shipping", "delivery")),
+    (
+        r"\bpostage\b|\bsent\b|\bsending\b|\bsend\b|\bposting\b|\bship(?:s|ping|ped)?\b",
+        ("shipping", "delivery"),
+    ),
     (r"\bhow much\b|\bpric\w+|\bcharg\w*|\bfees?\b", ("cost", "price", "charge")),
     (r"\bextra\b|\bcustoms\b|\bimport\w*|\bduty\b|\btax\w*", ("duties", "customs", "vat", "tax")),
     (

@@ -48,6 +48,27 @@ SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|\s+[-–—]\s+|;\s+")
 WORD = re.compile(r"[a-zß][a-z0-9ß'-]*[a-z0-9ß]|[a-z]")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _PARAPHRASES = [(re.compile(p), extra) for p, extra in PARAPHRASES]
+# Words spelled out in the paraphrase patterns ("send", "back", "arriv"): a matched word starting
+# with one of them is the phrase's own wording.
+_LITERALS = frozenset(
+    w
+    for p, _ in PARAPHRASES
+    for w in re.findall(r"(?<![\\?])\b[a-z]{2,}", p.replace("\\b", " "))
+    if w not in {"ed", "es", "ing", "ly"}
+)
+
+
+@lru_cache(maxsize=4096)
+def _literal(word: str) -> bool:
+    return any(word.startswith(lit) for lit in _LITERALS if len(lit) >= 3 or word == lit)
+
+
+# Words that say nothing about what is asked in a shop question, beyond the shared stopwords.
+QUERY_STOPWORDS = frozenset(
+    """anyway take takes took taking go goes going went come comes came make makes made put puts
+    say says said see look looking never ever else thing stuff guess think sure wonder wondered
+    wondering hope happen happens possible able rather instead""".split()
+)
 
 # Sentence weights: the question, the sentence before it, the rest of the story.
 QUESTION_WEIGHT = 1.0
@@ -163,7 +184,13 @@ def _content(words: list[str], foreign: bool) -> list[str]:
         w = w.strip("'-")
         if w.endswith("'s"):
             w = w[:-2]
-        if len(w) < 2 or w in STOPWORDS or w.isdigit() or (foreign and w in FOREIGN_STOPWORDS):
+        if (
+            len(w) < 2
+            or w in STOPWORDS
+            or w in QUERY_STOPWORDS
+            or w.isdigit()
+            or (foreign and w in FOREIGN_STOPWORDS)
+        ):
             continue
         out.append(w)
     return out
@@ -178,15 +205,23 @@ def _paraphrased(sentences: list[Sentence]) -> tuple[list[list[tuple[str, ...]]]
     for e in english[:-1]:
         starts.append(starts[-1] + len(e) + 1)
     found: list[list[tuple[str, ...]]] = [[] for _ in sentences]
+    kept: list[list[str]] = [[] for _ in sentences]
     for pattern, extra in _PARAPHRASES:
         if pattern.search(joined) is None:
             continue
         for m in pattern.finditer(joined):
             i = bisect_right(starts, m.start()) - 1
-            own = _content(WORD.findall(m.group(0)), False)
+            words = _content(WORD.findall(m.group(0)), False)
+            # The phrase's own wording joins the concept; a word the pattern only let through
+            # (the "jacket" in "send the jacket back") stays a search word of its own.
+            own = [w for w in words if _literal(w)]
             found[i].append(tuple(dict.fromkeys([*extra, *own])))
+            kept[i].extend(w for w in words if not _literal(w))
         joined = pattern.sub(lambda m: "|" * len(m.group(0)), joined)
-    rest = [joined[a : a + len(e)] for a, e in zip(starts, english, strict=True)]
+    rest = [
+        joined[a : a + len(e)] + " " + " ".join(k)
+        for a, e, k in zip(starts, english, kept, strict=True)
+    ]
     return found, rest
 
 

@@ -36,7 +36,10 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 def _unit(text: str, kind: str, header: str | None) -> Unit:
-    stems = frozenset(stem(w) for w in words_of(text) if w not in STOPWORDS)
+    # A row is quoted with its header, so the header's words count for it ("| Spain | 4 days |"
+    # answers "how long to Spain" through the "Delivery time" column).
+    words = words_of(f"{header} {text}" if kind == "row" and header else text)
+    stems = frozenset(stem(w) for w in words if w not in STOPWORDS)
     return Unit(text, kind, header, stems, frozenset(_NUMBER.findall(text)))
 
 
