@@ -1,11 +1,9 @@
-"""Retrieval over the store's own knowledge files (Markdown, HTML, text).
+"""The store's own pages as passages, ranked for a shopper's question, with a confidence.
 
-Ranking is SQLite FTS5 with its built-in bm25(): a real, tested full-text ranking with a Porter
-stemmer, in the standard library's sqlite3, with no model to download and no extra dependency. An
-in-memory index of a few hundred chunks builds in milliseconds and answers in well under one.
-bm25 scores are not comparable across queries, so "is this a good match?" is decided separately by
-an IDF-weighted coverage of the question's content words (how much of what was asked the passage
-actually talks about)."""
+Loading: Markdown, HTML and text files split at headings (long sections again at paragraphs),
+each table row also a passage of its own. Ranking: weighted bm25 plus character n-gram vectors,
+fused (see KnowledgeBase). The answer: the passage's best sentences (agent/quoting.py). The README's
+"Retrieval" section says why each piece was chosen and what it costs."""
 
 from __future__ import annotations
 
