@@ -10,20 +10,32 @@ import logging
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from core.clock import SYSTEM_CLOCK, Clock
 from core.live import LiveHub
 from core.metrics import Metrics
 from core.pacing import Pacer
+from domain.outbox import (
+    AlertPayload,
+    DeliveryResult,
+    HistoryPayload,
+    Kind,
+    Lane,
+    PostPayload,
+    SendPayload,
+    StatePayload,
+)
 from domain.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
 from storage import repo
-from storage.models import Conversation, Message, OutboxRow, utcnow
+from storage.models import Conversation, Message, OutboxRow
 
 log = logging.getLogger("handoff.delivery")
 
@@ -31,6 +43,35 @@ log = logging.getLogger("handoff.delivery")
 def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter (AWS architecture blog's recommendation)."""
     return random.uniform(base / 2, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+def notice(text: str, at: datetime) -> dict[str, Any]:
+    """A line for the inbox thread with no message row behind it (an SLA reminder)."""
+    return {
+        "id": 0,
+        "role": "system",
+        "text": text,
+        "author": None,
+        "created_at": at.isoformat(),
+        "sources": [],
+    }
+
+
+@dataclass
+class Claim:
+    """A row this worker moved to 'sending', with what delivering it needs."""
+
+    id: int
+    lane: str
+    kind: str
+    destination: str
+    conversation_id: int | None
+    payload: dict[str, Any]
+    created_at: datetime
+    conversation: ConversationView | None = None  # loaded by the tick, for shopper rows
+
+
+Handler = Callable[[Claim], Awaitable[DeliveryResult]]
 
 
 @dataclass
@@ -57,13 +98,15 @@ class DeliveryWorker:
         max_in_flight: int = 64,
         batch: int = 500,
         metrics: Metrics | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.metrics = metrics or Metrics()
         self.shared_pacer: Any = None  # set with several instances: global per-destination slots
         self.sessions = sessions
         self.channels = channels
         self.inboxes = inboxes
-        self.pacer = pacer or Pacer()
+        self.pacer = pacer or Pacer(clock)
         self.live = live
         self.poll_seconds = poll_seconds
         self.lease_seconds = lease_seconds
@@ -83,6 +126,16 @@ class DeliveryWorker:
         self._keys: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
         self._stopped = False
         self._runner: asyncio.Task[None] | None = None
+        # What each (lane, kind) means: the outbox's whole vocabulary, one small handler each.
+        self._handlers: dict[tuple[Lane, Kind], Handler] = {
+            (Lane.SHOPPER, Kind.SEND): self._send,
+            (Lane.SHOPPER, Kind.STATE): self._state,
+            (Lane.INBOX, Kind.OPEN_THREAD): self._open_thread,
+            (Lane.INBOX, Kind.HISTORY): self._history,
+            (Lane.INBOX, Kind.POST): self._post,
+            (Lane.INBOX, Kind.UPDATE): self._update,
+            (Lane.ALERT, Kind.ALERT): self._alert,
+        }
 
     def kick(self) -> None:
         self._wake.set()
@@ -102,7 +155,7 @@ class DeliveryWorker:
         async with self.sessions() as s, s.begin():
             res = await s.execute(
                 update(OutboxRow)
-                .where(OutboxRow.status == "sending", OutboxRow.lease_until < utcnow())
+                .where(OutboxRow.status == "sending", OutboxRow.lease_until < self.clock.now())
                 .values(status="pending")
             )
             return res.rowcount or 0
@@ -116,10 +169,10 @@ class DeliveryWorker:
             return res.rowcount or 0
 
     async def run(self) -> None:
-        last_recover = time.monotonic()
+        last_recover = self.clock.monotonic()
         while not self._stopped:
-            if time.monotonic() - last_recover > self.lease_seconds / 4:
-                last_recover = time.monotonic()
+            if self.clock.monotonic() - last_recover > self.lease_seconds / 4:
+                last_recover = self.clock.monotonic()
                 try:
                     await self.recover()
                 except Exception:
@@ -133,14 +186,11 @@ class DeliveryWorker:
                 await asyncio.sleep(0)
                 continue
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+            await self.clock.wait(self._wake, wait)
 
     async def tick(self) -> float:
         """Start every due head-of-lane row the pacer allows; return how long to wait next."""
-        now = utcnow()
+        now = self.clock.now()
         earlier = aliased(OutboxRow)
         async with self.sessions() as s:
             # Columns, not ORM rows: this runs on every kick, and a backlog (a Slack channel
@@ -225,11 +275,24 @@ class DeliveryWorker:
                 self._in_flight.discard(lane_key)
             raise
         for row, lane_key, keys, conv in to_start:
-            claim = claimed.get(row.id)
-            if claim is None:  # another instance took it between our read and our claim
+            got = claimed.get(row.id)
+            if got is None:  # another instance took it between our read and our claim
                 self._in_flight.discard(lane_key)
                 continue
-            task = asyncio.create_task(self._deliver(claim, lane_key, keys, conv))
+            created = got.created_at
+            if created is not None and created.tzinfo is None:
+                created = created.replace(tzinfo=UTC)
+            claim = Claim(
+                id=got.id,
+                lane=got.lane,
+                kind=got.kind,
+                destination=got.destination,
+                conversation_id=got.conversation_id,
+                payload=dict(got.payload or {}),
+                created_at=created,
+                conversation=conv,
+            )
+            task = asyncio.create_task(self._deliver(claim, lane_key, keys))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return 0.0 if claimed and len(rows) >= self.batch else max(next_wait, 0.005)
@@ -245,7 +308,7 @@ class DeliveryWorker:
                 .where(OutboxRow.id.in_(row_ids), OutboxRow.status == "pending")
                 .values(
                     status="sending",
-                    lease_until=utcnow() + timedelta(seconds=self.lease_seconds),
+                    lease_until=self.clock.now() + timedelta(seconds=self.lease_seconds),
                     attempts=OutboxRow.attempts + 1,
                 )
                 .returning(
@@ -282,7 +345,8 @@ class DeliveryWorker:
         slot = await self.shared_pacer.reserve_all(keys)
         if slot is None:
             return True
-        delay = (slot - utcnow()).total_seconds()
+        now = self.clock.now()
+        delay = (slot - now).total_seconds()
         if delay <= 0:
             return True
         if delay > self.lease_seconds / 2:
@@ -293,77 +357,78 @@ class DeliveryWorker:
                     .where(
                         OutboxRow.id == row_id,
                         OutboxRow.status == "sending",
-                        OutboxRow.lease_until > utcnow(),
+                        OutboxRow.lease_until > now,
                     )
-                    .values(lease_until=utcnow() + timedelta(seconds=delay + self.lease_seconds))
+                    .values(lease_until=now + timedelta(seconds=delay + self.lease_seconds))
                 )
                 if kept.rowcount != 1:
                     return False
-        await asyncio.sleep(delay)
+        await self.clock.sleep(delay)
         return True
 
-    async def _deliver(
-        self,
-        claim: Any,
-        lane_key: tuple[Any, str],
-        keys: list[str],
-        conv: ConversationView | None = None,
-    ) -> None:
+    async def _deliver(self, claim: Claim, lane_key: tuple[Any, str], keys: list[str]) -> None:
         async with self._sem:
             try:
-                await self._deliver_one(claim, keys, conv)
+                await self._deliver_one(claim, keys)
             except Exception:
                 log.exception("delivering outbox row %s crashed", claim.id)
             finally:
                 self._in_flight.discard(lane_key)
                 self._wake.set()
 
-    async def _deliver_one(
-        self, claim: Any, keys: list[str], conv: ConversationView | None = None
-    ) -> None:
-        row_id, payload, kind, lane, dest, conv_id, created = claim
-        payload = dict(payload or {})
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        t0 = time.monotonic()
+    async def _deliver_one(self, claim: Claim, keys: list[str]) -> None:
+        t0 = self.clock.monotonic()
         try:
             if self.shared_pacer is not None and not await self._wait_for_shared_slot(
-                row_id, keys
+                claim.id, keys
             ):
-                log.warning("outbox row %s was taken over while it waited; not sending", row_id)
+                log.warning("outbox row %s was taken over while it waited; not sending", claim.id)
                 return
-            result = await self._dispatch(kind, lane, dest, conv_id, payload, conv)
+            result = await self._dispatch(claim)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row status
-            await self._failed(row_id, keys, exc, dest)
+            await self._failed(claim.id, keys, exc, claim.destination)
             return
-        if result and result.get("_more"):
+        if result.more:
+            # One step of several: back to the head of its lane, paced again, going on from
+            # `step` whoever takes it next (this worker, after a restart, another instance).
+            values: dict[str, Any] = {
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": self.clock.now(),
+            }
+            if result.step:
+                values["payload"] = {**claim.payload, "step": result.step}
             async with self.sessions() as s, s.begin():
                 await s.execute(
                     update(OutboxRow)
                     .execution_options(synchronize_session=False)
-                    .where(OutboxRow.id == row_id)
-                    .values(status="pending", attempts=0, next_attempt_at=utcnow())
+                    .where(OutboxRow.id == claim.id)
+                    .values(**values)
                 )
             return
         async with self.sessions() as s, s.begin():
             await s.execute(
                 update(OutboxRow)
                 .execution_options(synchronize_session=False)
-                .where(OutboxRow.id == row_id)
+                .where(OutboxRow.id == claim.id)
                 .values(
                     status="sent",
-                    sent_at=utcnow(),
-                    result=repo.json_safe(result) if result else None,
+                    sent_at=self.clock.now(),
+                    result=repo.json_safe(dict(result.info)) if result.info else None,
                     last_error=None,
                 )
             )
         self.stats.sent += 1
-        latency = (utcnow() - created).total_seconds()
+        latency = (self.clock.now() - claim.created_at).total_seconds()
         self.stats.latencies_ms.append(latency * 1000)
-        self.metrics.messages_out.labels(dest, kind).inc()
-        self.metrics.delivery_latency.labels(dest).observe(latency)
+        self.metrics.messages_out.labels(claim.destination, claim.kind).inc()
+        self.metrics.delivery_latency.labels(claim.destination).observe(latency)
         log.debug(
-            "sent %s/%s row %s in %.0f ms", lane, kind, row_id, (time.monotonic() - t0) * 1000
+            "sent %s/%s row %s in %.0f ms",
+            claim.lane,
+            claim.kind,
+            claim.id,
+            (self.clock.monotonic() - t0) * 1000,
         )
 
     async def _failed(self, row_id: int, keys: list[str], exc: Exception, dest: str = "") -> None:
@@ -378,7 +443,8 @@ class DeliveryWorker:
             row = await s.get(OutboxRow, row_id)
             assert row is not None
             row.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            age = (utcnow() - row.created_at).total_seconds()
+            now = self.clock.now()
+            age = (now - row.created_at).total_seconds()
             final = permanent or age >= self.give_up_seconds
             self.metrics.delivery_failures.labels(dest, "yes" if final else "no").inc()
             if final:
@@ -395,120 +461,131 @@ class DeliveryWorker:
             else:
                 delay = float(retry_after) if retry_after else backoff(row.attempts)
                 row.status = "pending"
-                row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+                row.next_attempt_at = now + timedelta(seconds=delay)
                 self.stats.retried += 1
                 log.info("outbox row %s retry in %.1fs: %s", row_id, delay, row.last_error)
         if blocked and self.live is not None and row.conversation_id is not None:
             self.live.publish("inbox", {"type": "changed", "conversation_id": row.conversation_id})
 
-    async def _dispatch(
-        self,
-        kind: str,
-        lane: str,
-        dest: str,
-        conv_id: int | None,
-        payload: dict[str, Any],
-        cached: ConversationView | None = None,
-    ) -> dict[str, Any] | None:
-        if kind == "alert":
-            inbox = self.inboxes.get(dest)
-            if inbox is None:
-                raise DeliveryError(f"no inbox {dest!r} configured", permanent=True)
-            await inbox.alert(payload.get("text", ""))
-            return None
-        assert conv_id is not None
-        if (
-            lane == "shopper"
-            and kind in ("send", "state")
-            and cached is not None
-            and (kind == "state" or "message" in payload)
-        ):
-            channel = self.channels.get(dest)
-            if channel is None:
-                raise DeliveryError(f"no shopper channel {dest!r} configured", permanent=True)
-            if cached.blocked:
-                raise DeliveryError("the shopper blocked the bot", permanent=True)
-            if kind == "send":
-                return await channel.send(cached, payload["message"])
-            await channel.state(
-                dataclasses.replace(cached, state=payload.get("state", cached.state))
+    # ------------------------------------------------------------------ the handlers
+
+    async def _dispatch(self, claim: Claim) -> DeliveryResult:
+        try:
+            handler = self._handlers[(Lane(claim.lane), Kind(claim.kind))]
+        except (KeyError, ValueError):
+            raise DeliveryError(
+                f"no delivery for {claim.lane}/{claim.kind}", permanent=True
+            ) from None
+        return await handler(claim)
+
+    async def _shopper(self, claim: Claim) -> tuple[ShopperChannel, ConversationView]:
+        channel = self.channels.get(claim.destination)
+        if channel is None:
+            raise DeliveryError(
+                f"no shopper channel {claim.destination!r} configured", permanent=True
             )
-            return None
-        async with self.sessions() as s:
-            conv = await repo.load_view(s, conv_id)
-            if conv is None:
-                raise DeliveryError(f"conversation {conv_id} is gone", permanent=True)
-            message: dict[str, Any] | None = None
-            if "message_id" in payload:
-                m = await s.get(Message, payload["message_id"])
-                if m is None:
-                    raise DeliveryError("message is gone", permanent=True)
-                message = repo.message_view(m).as_json()
-            elif "text" in payload:
-                # A notice with no message row (an SLA reminder): shown in the inbox only.
-                message = {
-                    "id": 0,
-                    "role": "system",
-                    "text": payload["text"],
-                    "author": None,
-                    "created_at": utcnow().isoformat(),
-                    "sources": [],
-                }
-            history = None
-            if kind == "history":
-                after = int((conv.inbox_ref or {}).get("last_message_id", 0))
-                history = await repo.history(s, conv_id, after=after, upto=payload.get("upto"))
+        # The view the tick loaded (a shopper row needs nothing fresher), else from the database.
+        conv = claim.conversation or await self._conversation(claim.conversation_id)
+        if conv.blocked:
+            raise DeliveryError("the shopper blocked the bot", permanent=True)
+        return channel, conv
 
-        if lane == "shopper":
-            channel = self.channels.get(dest)
-            if channel is None:
-                raise DeliveryError(f"no shopper channel {dest!r} configured", permanent=True)
-            if conv.blocked:
-                raise DeliveryError("the shopper blocked the bot", permanent=True)
-            if kind == "send":
-                assert message is not None
-                return await channel.send(conv, message)
-            if kind == "state":
-                # Each change is announced as it was, even if later ones are already committed.
-                await channel.state(
-                    dataclasses.replace(conv, state=payload.get("state", conv.state))
-                )
-                return None
-            raise DeliveryError(f"unknown shopper kind {kind}", permanent=True)
+    async def _send(self, claim: Claim) -> DeliveryResult:
+        channel, conv = await self._shopper(claim)
+        payload = cast(SendPayload, claim.payload)
+        message = payload.get("message") or await self._message(payload["message_id"])
+        return await channel.send(conv, message, step=int(payload.get("step", 0)))
 
-        inbox = self.inboxes.get(dest)
+    async def _state(self, claim: Claim) -> DeliveryResult:
+        channel, conv = await self._shopper(claim)
+        payload = cast(StatePayload, claim.payload)
+        # Each change is announced as it was, even if later ones are already committed.
+        await channel.state(dataclasses.replace(conv, state=payload.get("state", conv.state)))
+        return DeliveryResult()
+
+    async def _inbox(self, claim: Claim) -> tuple[Inbox, ConversationView]:
+        # Always a fresh view: the row before this one in the lane may have changed the thread
+        # reference (opened it, posted up to a message) or the ticket's state.
+        conv = await self._conversation(claim.conversation_id)
+        inbox = self.inboxes.get(claim.destination)
         if inbox is None:
-            raise DeliveryError(f"no inbox {dest!r} configured", permanent=True)
-        if kind == "open_thread":
-            # One call: a failure can never leave half a thread behind to be posted twice.
-            ref = dict(await inbox.open_thread(conv, [], conv.context) or {})
-            ref["last_message_id"] = 0
-            await self._save_ref(conv_id, ref)
-            return ref
-        ref = conv.inbox_ref
-        if ref is None:
+            raise DeliveryError(f"no inbox {claim.destination!r} configured", permanent=True)
+        return inbox, conv
+
+    @staticmethod
+    def _thread(conv: ConversationView) -> dict[str, Any]:
+        if conv.inbox_ref is None:
             raise DeliveryError("no inbox thread for this conversation yet")
-        if kind == "history":
-            # The history goes in as few posts as the inbox allows, one post per attempt; the
-            # row stays at the head of its lane until all of it is in the thread.
-            assert history is not None
-            if not history:
-                return None
-            last = await inbox.post_history(ref, conv, history)
-            await self._save_ref(conv_id, {**ref, "last_message_id": last})
-            return {"_more": True} if last < history[-1].id else None
-        if kind == "post":
-            assert message is not None
-            if message["id"] and int(ref.get("last_message_id", 0)) >= message["id"]:
-                return {"skipped": "already in the thread"}
-            result = await inbox.post(ref, conv, message)
-            if message["id"]:
-                await self._save_ref(conv_id, {**ref, "last_message_id": message["id"]})
-            return result
-        if kind == "update":
-            await inbox.update(ref, conv)
-            return None
-        raise DeliveryError(f"unknown inbox kind {kind}", permanent=True)
+        return conv.inbox_ref
+
+    async def _open_thread(self, claim: Claim) -> DeliveryResult:
+        inbox, conv = await self._inbox(claim)
+        # One call: a failure can never leave half a thread behind to be posted twice.
+        ref = dict(await inbox.open_thread(conv, [], conv.context) or {})
+        ref["last_message_id"] = 0
+        await self._save_ref(conv.id, ref)
+        return DeliveryResult(info=ref)
+
+    async def _history(self, claim: Claim) -> DeliveryResult:
+        # The history goes in as few posts as the inbox allows, one post per attempt; the row
+        # stays at the head of its lane until all of it is in the thread.
+        inbox, conv = await self._inbox(claim)
+        ref = self._thread(conv)
+        payload = cast(HistoryPayload, claim.payload)
+        async with self.sessions() as s:
+            history = await repo.history(
+                s, conv.id, after=int(ref.get("last_message_id", 0)), upto=payload.get("upto")
+            )
+        if not history:
+            return DeliveryResult()
+        last = await inbox.post_history(ref, conv, history)
+        await self._save_ref(conv.id, {**ref, "last_message_id": last})
+        return DeliveryResult.again() if last < history[-1].id else DeliveryResult()
+
+    async def _post(self, claim: Claim) -> DeliveryResult:
+        inbox, conv = await self._inbox(claim)
+        payload = cast(PostPayload, claim.payload)
+        if "message_id" in payload:
+            message = await self._message(payload["message_id"])
+        elif "text" in payload:
+            message = notice(payload["text"], self.clock.now())
+        else:
+            raise DeliveryError("an inbox post with nothing to post", permanent=True)
+        ref = self._thread(conv)
+        if message["id"] and int(ref.get("last_message_id", 0)) >= message["id"]:
+            return DeliveryResult.done(skipped="already in the thread")
+        result = await inbox.post(ref, conv, message)
+        if message["id"]:
+            await self._save_ref(conv.id, {**ref, "last_message_id": message["id"]})
+        return result
+
+    async def _update(self, claim: Claim) -> DeliveryResult:
+        inbox, conv = await self._inbox(claim)
+        await inbox.update(self._thread(conv), conv)
+        return DeliveryResult()
+
+    async def _alert(self, claim: Claim) -> DeliveryResult:
+        inbox = self.inboxes.get(claim.destination)
+        if inbox is None:
+            raise DeliveryError(f"no inbox {claim.destination!r} configured", permanent=True)
+        await inbox.alert(cast(AlertPayload, claim.payload).get("text", ""))
+        return DeliveryResult()
+
+    async def _conversation(self, conversation_id: int | None) -> ConversationView:
+        if conversation_id is None:
+            raise DeliveryError("a conversation's row without a conversation", permanent=True)
+        async with self.sessions() as s:
+            conv = await repo.load_view(s, conversation_id)
+        if conv is None:
+            raise DeliveryError(f"conversation {conversation_id} is gone", permanent=True)
+        return conv
+
+    async def _message(self, message_id: int) -> dict[str, Any]:
+        async with self.sessions() as s:
+            m = await s.get(Message, message_id)
+            if m is None:
+                raise DeliveryError("message is gone", permanent=True)
+            return repo.message_view(m).as_json()
 
     async def _save_ref(self, conv_id: int, ref: dict[str, Any]) -> None:
         async with self.sessions() as s, s.begin():
@@ -533,5 +610,5 @@ class DeliveryWorker:
             await asyncio.gather(*self._tasks, return_exceptions=True)
             if await self.pending() == 0:
                 return
-            await asyncio.sleep(min(max(wait, 0.01), 0.2))
+            await self.clock.sleep(min(max(wait, 0.01), 0.2))
         raise TimeoutError(f"outbox not drained in {timeout}s ({await self.pending()} pending)")

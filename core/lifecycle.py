@@ -14,15 +14,19 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.analytics import Stats, compute_stats, tag_series
+from core.clock import SYSTEM_CLOCK, Clock
 from core.live import LiveHub
 from core.metrics import Metrics
+from domain import outbox
 from domain.masking import mask_sensitive
+from domain.outbox import Kind, Lane, Outgoing, SendPayload, StatePayload
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from storage import repo
 from storage.db import after_commit
@@ -105,6 +109,7 @@ class Core:
     lease_seconds: float = 120.0
     # Shopper channels whose delivery is a live event to open sockets (the widget).
     live_channels: set[str] = field(default_factory=set)
+    clock: Clock = SYSTEM_CLOCK  # the outbox rows' timestamps, on the delivery worker's clock
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -466,7 +471,7 @@ class Core:
             if conv.state != "bot":
                 # A person took over while the agent was thinking: the agent stays silent.
                 if conv.state in ("queued", "claimed"):
-                    self._enqueue(s, conv, "inbox", "post", {"message_id": msg_id})
+                    self._enqueue(s, conv, outbox.thread_post(msg_id))
                 return
             if turn.memory is not None:
                 conv.memory = repo.json_safe(turn.memory)
@@ -516,11 +521,11 @@ class Core:
         )
         if conv.inbox_ref:
             # Handed off again after a hand-back: same thread, refreshed, then what happened since.
-            self._enqueue(s, conv, "inbox", "update", {}, priority=h.priority)
+            self._enqueue(s, conv, outbox.thread_update(), priority=h.priority)
         else:
-            self._enqueue(s, conv, "inbox", "open_thread", {}, priority=h.priority)
-        self._enqueue(s, conv, "inbox", "history", {"upto": last}, priority=h.priority)
-        self._enqueue(s, conv, "shopper", "state", {"state": "queued"})
+            self._enqueue(s, conv, outbox.open_thread(), priority=h.priority)
+        self._enqueue(s, conv, outbox.thread_history(last), priority=h.priority)
+        self._enqueue(s, conv, outbox.shopper_state("queued"))
 
     async def _reopen(self, conversation_id: int) -> None:
         async with self.sessions() as s, s.begin():
@@ -537,7 +542,7 @@ class Core:
             await repo.add_state_event(
                 s, conv, "state", "resolved", "bot", "shopper", "shopper wrote again"
             )
-            self._enqueue(s, conv, "shopper", "state", {"state": "bot"})
+            self._enqueue(s, conv, outbox.shopper_state("bot"))
         self._changed(conversation_id)
 
     @staticmethod
@@ -557,7 +562,7 @@ class Core:
             assert conv is not None
             if not await self._mark_handled(s, msg_id):
                 return
-            self._enqueue(s, conv, "inbox", "post", {"message_id": msg_id})
+            self._enqueue(s, conv, outbox.thread_post(msg_id))
         self._changed(conversation_id)
 
     # ------------------------------------------------------------------ staff
@@ -605,17 +610,11 @@ class Core:
                     deliver=False,
                 )
                 if not is_note:
-                    self._enqueue(
-                        s,
-                        conv,
-                        "shopper",
-                        "send",
-                        {"message_id": msg.id, "message": repo.message_view(msg).as_json()},
-                    )
+                    self._enqueue(s, conv, outbox.shopper_send(repo.message_view(msg)))
                     if conv.state in ("queued", "bot", "resolved"):
                         await self._set_owner(s, conv, author, actor=author, announce=False)
                 if source != self.inbox_name and conv.handed_off_at is not None:
-                    self._enqueue(s, conv, "inbox", "post", {"message_id": msg.id})
+                    self._enqueue(s, conv, outbox.thread_post(msg.id))
                 repo.touch(conv)
                 view = repo.message_view(msg)
         self._changed(conversation_id)
@@ -677,7 +676,7 @@ class Core:
                     text = f"#{conv.id} is back with the AI."
                 else:
                     raise CoreError(f"Unknown command {command!r}.")
-                self._enqueue(s, conv, "inbox", "update", {})
+                self._enqueue(s, conv, outbox.thread_update())
                 repo.touch(conv)
                 view = await repo.conversation_view(s, conv)
         self._changed(conversation_id)
@@ -688,7 +687,7 @@ class Core:
             return
         await repo.add_state_event(s, conv, "state", conv.state, new, actor)
         conv.state = new
-        self._enqueue(s, conv, "shopper", "state", {"state": new})
+        self._enqueue(s, conv, outbox.shopper_state(new))
 
     async def _set_owner(
         self, s: AsyncSession, conv: Conversation, owner: str, *, actor: str, announce: bool
@@ -709,10 +708,10 @@ class Core:
                 .order_by(Message.id.desc())
                 .limit(1)
             )
-            self._enqueue(s, conv, "inbox", "open_thread", {})
-            self._enqueue(s, conv, "inbox", "history", {"upto": last})
+            self._enqueue(s, conv, outbox.open_thread())
+            self._enqueue(s, conv, outbox.thread_history(last))
         await self._set_state(s, conv, "claimed", actor)
-        self._enqueue(s, conv, "inbox", "update", {})
+        self._enqueue(s, conv, outbox.thread_update())
 
     # ---------------------------------------------------------------- helpers
 
@@ -748,58 +747,53 @@ class Core:
         s.add(msg)
         await s.flush()
         if deliver and role in ("agent", "human", "system"):
-            self._enqueue(
-                s,
-                conv,
-                "shopper",
-                "send",
-                {"message_id": msg.id, "message": repo.message_view(msg).as_json()},
-            )
+            self._enqueue(s, conv, outbox.shopper_send(repo.message_view(msg)))
             if conv.handed_off_at is not None and conv.state in ("queued", "claimed"):
-                self._enqueue(s, conv, "inbox", "post", {"message_id": msg.id})
+                self._enqueue(s, conv, outbox.thread_post(msg.id))
         return msg
 
     def _enqueue(
-        self,
-        s: AsyncSession,
-        conv: Conversation,
-        lane: str,
-        kind: str,
-        payload: dict[str, Any],
-        priority: int | None = None,
+        self, s: AsyncSession, conv: Conversation, out: Outgoing, priority: int | None = None
     ) -> None:
-        destination = conv.channel if lane == "shopper" else self.inbox_name
-        if lane == "shopper" and destination in self.live_channels:
-            self._push_after_commit(s, conv.id, destination, kind, payload)
+        """Queue a delivery in the transaction of the change that caused it."""
+        if out.lane is Lane.SHOPPER and conv.channel in self.live_channels:
+            self._push_after_commit(s, conv.id, conv.channel, out)
             return
-        s.add(
-            OutboxRow(
-                conversation_id=conv.id,
-                lane=lane,
-                destination=destination,
-                kind=kind,
-                payload=payload,
-                priority=conv.priority if priority is None else priority,
-            )
-        )
+        destination = conv.channel if out.lane is Lane.SHOPPER else self.inbox_name
+        s.add(self._row(out, destination, conv.id, conv.priority if priority is None else priority))
         after_commit(s, self.on_outbox)  # wake the worker only when there is a row for it
 
+    def _row(
+        self, out: Outgoing, destination: str, conversation_id: int | None, priority: int = 0
+    ) -> OutboxRow:
+        now = self.clock.now()
+        return OutboxRow(
+            conversation_id=conversation_id,
+            lane=out.lane.value,
+            destination=destination,
+            kind=out.kind.value,
+            payload=dict(out.payload),
+            priority=priority,
+            created_at=now,
+            next_attempt_at=now,
+        )
+
     def _push_after_commit(
-        self, s: AsyncSession, conversation_id: int, channel: str, kind: str, payload: dict[str, Any]
+        self, s: AsyncSession, conversation_id: int, channel: str, out: Outgoing
     ) -> None:
         """A live channel's delivery is the live event itself (the messages table is its record;
         a client that was away catches up from it), so it needs no outbox row, worker pass or
         retry: it is published the moment the change commits, in commit order."""
-        if kind == "send":
-            event: dict[str, Any] = {"type": "message", **payload["message"]}
-        elif kind == "state":
-            event = {"type": "state", "state": payload["state"]}
+        if out.kind is Kind.SEND:
+            event: dict[str, Any] = {"type": "message", **cast(SendPayload, out.payload)["message"]}
+        elif out.kind is Kind.STATE:
+            event = {"type": "state", "state": cast(StatePayload, out.payload)["state"]}
         else:
-            raise ValueError(f"no live event for {kind!r}")
+            raise ValueError(f"no live event for {out.kind!r}")
 
         def push() -> None:
             self.live.publish(f"conv:{conversation_id}", event)
-            self.metrics.messages_out.labels(channel, kind).inc()
+            self.metrics.messages_out.labels(channel, out.kind.value).inc()
 
         after_commit(s, push)
 
@@ -823,8 +817,7 @@ class Core:
             conv = await s.get(Conversation, conversation_id)
             if conv is None:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
-            self._enqueue(s, conv, "inbox", "post", {"text": text})
-        self.on_outbox()
+            self._enqueue(s, conv, outbox.thread_notice(text))
 
     async def rate(self, conversation_id: int, score: int, channel: str) -> None:
         """A shopper's one-tap rating, taken only once the conversation has been resolved."""
@@ -847,16 +840,51 @@ class Core:
 
     async def enqueue_alert(self, text: str) -> None:
         async with self.sessions() as s, s.begin():
-            s.add(
-                OutboxRow(
-                    conversation_id=None,
-                    lane="alert",
-                    destination=self.inbox_name,
-                    kind="alert",
-                    payload={"text": text},
-                )
+            s.add(self._row(outbox.team_alert(text), self.inbox_name, None))
+            after_commit(s, self.on_outbox)
+
+    # ------------------------------------------------------- bridges' bookkeeping
+
+    async def take_once(self, source: str, platform_id: str) -> bool:
+        """Record a platform's id for an incoming event (a Slack event id, a Telegram update
+        id); False if it was recorded before: a retry or a redelivery, to be ignored."""
+        async with self.sessions() as s, s.begin():
+            return await repo.mark_processed(s, source, platform_id)
+
+    async def was_taken(self, source: str, platform_id: str) -> bool:
+        async with self.sessions() as s:
+            return await repo.is_processed(s, source, platform_id)
+
+    async def forget_taken(self, source: str, older_than: datetime) -> int:
+        """Ids a platform can no longer retry need not be kept."""
+        async with self.sessions() as s, s.begin():
+            return await repo.prune_processed(s, older_than, source=source)
+
+    async def set_blocked(
+        self, channel: str, channel_ref: str, blocked: bool, *, actor: str, reason: str
+    ) -> bool:
+        """Mark or clear `blocked` on a chat's latest conversation, with an event, and the inbox
+        told (its ticket says whether replies can reach the shopper). False: no change. (The
+        delivery worker marks it when a send is refused for good; this is the platform telling
+        us, or the shopper writing again.)"""
+        async with self.sessions() as s, s.begin():
+            conv = await s.scalar(
+                select(Conversation)
+                .where(Conversation.channel == channel, Conversation.channel_ref == channel_ref)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+                .with_for_update()
             )
-        self.on_outbox()
+            if conv is None or conv.blocked == blocked:
+                return False
+            conv.blocked = blocked
+            old, new = (None, "blocked") if blocked else ("blocked", None)
+            await repo.add_state_event(s, conv, "blocked", old, new, actor, reason)
+            if conv.handed_off_at is not None:
+                self._enqueue(s, conv, outbox.thread_update())
+            cid = conv.id
+        self._changed(cid)
+        return True
 
     # ------------------------------------------------------------------ reads
 
@@ -872,3 +900,35 @@ class Core:
     ) -> list[MessageView]:
         async with self.sessions() as s:
             return await repo.history(s, conversation_id, after=after, include_notes=include_notes)
+
+    async def conversation_by_thread(self, thread_key: str) -> int | None:
+        """The conversation whose inbox ticket this is (a reply in a Slack thread), if any."""
+        async with self.sessions() as s:
+            conv = await repo.find_by_thread(s, thread_key)
+            return conv.id if conv is not None else None
+
+    async def open_queue(
+        self, states: tuple[str, ...] = ("queued", "claimed")
+    ) -> list[ConversationView]:
+        """Handed-off conversations by priority, then longest waiting."""
+        async with self.sessions() as s:
+            return await repo.open_queue(s, states)
+
+    async def waiting_since(self, before: datetime) -> list[ConversationView]:
+        """Conversations handed off before `before` that nobody has claimed (SLA reminders)."""
+        async with self.sessions() as s:
+            ids = await repo.queued_before(s, before)
+            views = await repo.load_views(s, ids) if ids else {}
+        return [views[i] for i in ids if i in views]
+
+    async def stats(
+        self, since: datetime, until: datetime | None = None, tag: str | None = None
+    ) -> Stats:
+        async with self.sessions() as s:
+            return await compute_stats(s, since, until, tag)
+
+    async def tag_series(
+        self, since: datetime, until: datetime, bucket: timedelta, tag: str | None = None
+    ) -> dict[str, Any]:
+        async with self.sessions() as s:
+            return await tag_series(s, since, until, bucket, tag)

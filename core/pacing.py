@@ -3,9 +3,9 @@ turning into a storm of 429s (Slack: ~1 post/s per channel; Telegram: ~1/s per c
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from core.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclass
@@ -17,8 +17,8 @@ class Bucket:
 
 
 class Pacer:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._clock = clock.monotonic
         self._limits: dict[str, tuple[float, float]] = {}
         self._buckets: dict[str, Bucket] = {}
         self._blocked_until: dict[str, float] = {}

@@ -10,12 +10,19 @@ from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from storage.models import PacingSlot, utcnow
+from core.clock import SYSTEM_CLOCK, Clock
+from storage.models import PacingSlot
 
 
 class SharedPacer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], rates: dict[str, float]) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        rates: dict[str, float],
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.sessions = sessions
+        self.clock = clock
         self.rates = rates  # key prefix -> sends per second, across all instances
 
     def interval(self, key: str) -> float | None:
@@ -28,7 +35,7 @@ class SharedPacer:
         if step is None:
             return None
         gap = timedelta(seconds=step)
-        now = utcnow()
+        now = self.clock.now()
         stmt = insert(PacingSlot).values(key=key, next_at=now + gap)
         stmt = stmt.on_conflict_do_update(
             index_elements=[PacingSlot.key],

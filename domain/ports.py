@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from domain.outbox import DeliveryResult, Kind
+
 STATES = ("bot", "queued", "claimed", "resolved")
 ROLES = ("shopper", "agent", "human", "system", "note")
 
@@ -125,14 +127,17 @@ class ShopperChannel(Protocol):
     name: str
 
     async def send(
-        self, conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
+        self, conversation: ConversationView, message: dict[str, Any], *, step: int = 0
+    ) -> DeliveryResult:
+        """Deliver `message` (MessageView.as_json()). `step` > 0: an earlier attempt answered
+        DeliveryResult.again(step), so go on from there."""
+        ...
 
     async def state(self, conversation: ConversationView) -> None: ...
 
-    def rate_keys(
-        self, conversation: ConversationView | None, kind: str = "send"
-    ) -> list[str]: ...
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.SEND) -> list[str]:
+        """The pacer's keys this delivery spends (per chat, per bot, ...); [] is unpaced."""
+        ...
 
 
 class Inbox(Protocol):
@@ -142,13 +147,17 @@ class Inbox(Protocol):
 
     async def open_thread(
         self, conversation: ConversationView, history: list[MessageView], context: dict[str, Any]
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """The conversation's ticket; the reference returned is kept on the conversation."""
+        ...
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
+    ) -> DeliveryResult: ...
 
-    async def post_history(self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]) -> int:
+    async def post_history(
+        self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]
+    ) -> int:
         """Post a prefix of `history` (as much as one post holds); return the last message id posted."""
         ...
 
@@ -156,6 +165,4 @@ class Inbox(Protocol):
 
     async def alert(self, text: str) -> None: ...
 
-    def rate_keys(
-        self, conversation: ConversationView | None, kind: str = "send"
-    ) -> list[str]: ...
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.POST) -> list[str]: ...

@@ -206,9 +206,33 @@ async def mark_processed(session: AsyncSession, source: str, platform_id: str) -
         return False
 
 
-async def prune_processed(session: AsyncSession, older_than: datetime) -> int:
-    res = await session.execute(delete(ProcessedId).where(ProcessedId.at < older_than))
+async def is_processed(session: AsyncSession, source: str, platform_id: str) -> bool:
+    found = await session.scalar(
+        select(ProcessedId.platform_id).where(
+            ProcessedId.source == source, ProcessedId.platform_id == platform_id
+        )
+    )
+    return found is not None
+
+
+async def prune_processed(
+    session: AsyncSession, older_than: datetime, *, source: str | None = None
+) -> int:
+    q = delete(ProcessedId).where(ProcessedId.at < older_than)
+    if source is not None:
+        q = q.where(ProcessedId.source == source)
+    res = await session.execute(q)
     return res.rowcount or 0
+
+
+async def queued_before(session: AsyncSession, before: datetime) -> list[int]:
+    """Unclaimed handoffs older than `before`, oldest first."""
+    rows = await session.scalars(
+        select(Conversation.id)
+        .where(Conversation.state == "queued", Conversation.handed_off_at < before)
+        .order_by(Conversation.handed_off_at, Conversation.id)
+    )
+    return list(rows)
 
 
 async def add_state_event(

@@ -6,6 +6,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.clock import Clock
+from domain.outbox import DeliveryResult
 from domain.ports import ConversationView, DeliveryError, Handoff, MessageView, Turn
 
 
@@ -40,14 +42,18 @@ class FakeChannel:
     sent: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     states: list[tuple[int, str]] = field(default_factory=list)
     failures: deque[DeliveryError] = field(default_factory=deque)
+    clock: Clock | None = None  # when set, `sent_at` has each send's time on it
+    sent_at: list[float] = field(default_factory=list)
 
     async def send(
-        self, conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, conversation: ConversationView, message: dict[str, Any], *, step: int = 0
+    ) -> DeliveryResult:
         if self.failures:
             raise self.failures.popleft()
         self.sent.append((conversation.id, message))
-        return None
+        if self.clock is not None:
+            self.sent_at.append(self.clock.monotonic())
+        return DeliveryResult()
 
     async def state(self, conversation: ConversationView) -> None:
         self.states.append((conversation.id, conversation.state))
@@ -84,11 +90,11 @@ class FakeInbox:
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> DeliveryResult:
         if self.failures:
             raise self.failures.popleft()
         self.threads[conversation.id].append(f"{message['role']}: {message['text']}")
-        return None
+        return DeliveryResult()
 
     async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
         self.updates.append((conversation.id, conversation.state, conversation.owner))

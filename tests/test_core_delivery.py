@@ -24,6 +24,8 @@ from storage import repo
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import OutboxRow, StateEvent, TagEvent
+from tests.clock import FakeClock
+from tests.conftest import eventually
 from tests.fakes import FakeChannel, FakeInbox, ScriptedAgent
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
@@ -62,9 +64,15 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 class Rig:
-    def __init__(self, url: str) -> None:
+    """The core and the worker on a fake clock: retries, Retry-After and pacing waits take no
+    real time, and the worker runs only when a test drains it (no background loop)."""
+
+    def __init__(
+        self, url: str, clock: FakeClock | None = None, channel: FakeChannel | None = None
+    ) -> None:
         self.url = url
-        self.channel = FakeChannel()
+        self.clock = clock or FakeClock()
+        self.channel = channel or FakeChannel(clock=self.clock)
         self.inbox = FakeInbox()
         self.agent = ScriptedAgent()
 
@@ -72,22 +80,33 @@ class Rig:
         self.engine = make_engine(self.url)
         self.sessions = make_sessionmaker(self.engine)
         self.live = LiveHub()
-        self.core = Core(sessions=self.sessions, agent=self.agent, live=self.live,
-                         multi_instance=self.url.startswith("postgresql"))
-        self.pacer = Pacer()
+        self.pacer = Pacer(self.clock)
         self.worker = DeliveryWorker(
             self.sessions,
             channels={"widget": self.channel},
             inboxes={"web": self.inbox},
             pacer=self.pacer,
             poll_seconds=0.02,
+            clock=self.clock,
         )
-        self.core.on_outbox = self.worker.kick
+        self.core = Core(
+            sessions=self.sessions,
+            agent=self.agent,
+            live=self.live,
+            multi_instance=self.url.startswith("postgresql"),
+            on_outbox=self.worker.kick,
+            clock=self.clock,
+        )
         return self
 
     async def settle(self) -> None:
         await self.core.idle()
         await self.worker.drain(timeout=20)
+
+    async def one_pass(self) -> None:
+        """One worker tick and the deliveries it started."""
+        await self.worker.tick()
+        await asyncio.gather(*self.worker._tasks)
 
     async def stop(self) -> None:
         await self.worker.stop()
@@ -215,6 +234,8 @@ async def test_retry_after_and_transient_errors_are_retried_in_order(rig: Rig) -
         await rig.core.shopper_message(conv.id, f"m{i}", source="widget", platform_id=str(i))
     await rig.settle()
     assert rig.channel.texts(conv.id) == ["echo: m0", "echo: m1", "echo: m2"]
+    # Not before the Retry-After, then a backoff of at least half a second for the 5xx.
+    assert rig.clock.elapsed >= 0.3 + 0.5
     assert rig.worker.stats.rate_limited == 1 and rig.worker.stats.retried == 2
     async with rig.sessions() as s:
         rows = list(
@@ -274,10 +295,9 @@ async def test_inbox_outage_queues_and_recovers_without_blocking_shopper(rig: Ri
     rig.inbox.failures.extend([DeliveryError("500", retry_after=0.2)] * 3)
     await rig.core.shopper_message(conv.id, "person", source="widget", platform_id="1")
     await rig.core.idle()
-    await asyncio.sleep(0.1)
-    await rig.worker.tick()
-    await asyncio.sleep(0.1)
-    assert rig.channel.texts(conv.id) == ["A person will reply soon."]  # shopper lane not blocked
+    await rig.one_pass()
+    assert rig.inbox.failures  # the inbox is still failing...
+    assert rig.channel.texts(conv.id) == ["A person will reply soon."]  # ...and the shopper lane is not blocked
     await rig.settle()
     assert rig.inbox.threads[conv.id][-1] == "agent: A person will reply soon."
 
@@ -305,11 +325,10 @@ async def test_pacer_holds_a_burst_to_the_rate(rig: Rig) -> None:
     conv = (await rig.core.start_conversation("widget", "s1")).conversation
     for i in range(6):
         await rig.core.shopper_message(conv.id, f"m{i}", source="widget", platform_id=str(i))
-    loop = asyncio.get_running_loop()
-    started = loop.time()
     await rig.settle()
     assert len(rig.channel.texts(conv.id)) == 6
-    assert loop.time() - started >= 5 / 20.0 * 0.9  # six sends at 20/s take at least 0.25 s
+    at = rig.channel.sent_at
+    assert all(b - a >= 1 / 20.0 for a, b in zip(at, at[1:], strict=False)), at  # 20/s, no burst
 
 
 async def test_processed_ids_dedupe(rig: Rig) -> None:
@@ -323,8 +342,8 @@ def test_backends_listed() -> None:
     assert "sqlite" in BACKENDS
 
 
-async def _unused(_: Any) -> None:  # pragma: no cover - keeps the Any import honest
-    return None
+async def _true(value: bool) -> bool:
+    return value
 
 
 @pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
@@ -398,25 +417,31 @@ async def test_a_send_waiting_for_a_shared_slot_keeps_its_claim(pg_url: str) -> 
     database_url = pg_url
 
     await upgrade_async(database_url)
-    first, second = await Rig(database_url).start(), await Rig(database_url).start()
-    second.channel = first.channel  # one shopper, whichever instance sends
-    second.worker.channels = {"widget": first.channel}
+    clock = FakeClock(autojump=False)  # one time for both instances, moved by the test
+    shopper = FakeChannel(clock=clock)  # one shopper, whichever instance sends
+    first = await Rig(database_url, clock, shopper).start()
+    second = await Rig(database_url, clock, shopper).start()
     try:
         for rig in (first, second):
             rig.worker.lease_seconds = 1.0
-            rig.worker.shared_pacer = SharedPacer(rig.sessions, {"fake-chat": 1 / 1.5})
+            rig.worker.shared_pacer = SharedPacer(rig.sessions, {"fake-chat": 1 / 1.5}, clock)
         conv = (await first.core.start_conversation("widget", "s1")).conversation
         key = f"fake-chat:{conv.id}"
-        for _ in range(2):  # other sends hold the next two slots: ours is ~3 s away
+        t0 = clock.monotonic()
+        for _ in range(2):  # other sends hold the next two slots: ours is 3 s away
             await first.worker.shared_pacer.reserve(key)
         await first.core.shopper_message(conv.id, "hi", source="widget", platform_id="1")
         await first.core.idle()
-        sending = asyncio.create_task(first.worker.drain(timeout=20))
-        await asyncio.sleep(1.6)  # past the original lease
+        await first.worker.tick()
+        await eventually(lambda: _true(clock.sleepers == 1))  # claimed, waiting for its slot
+        clock.advance(1.6)  # past the original lease
         assert await second.worker.recover() == 0
-        await second.worker.tick()
-        await sending
-        assert first.channel.texts(conv.id) == ["echo: hi"]
+        await second.one_pass()
+        assert shopper.sent == []  # not sent by the other instance either
+        clock.advance(1.5)  # the slot comes
+        await asyncio.gather(*first.worker._tasks)
+        assert shopper.texts(conv.id) == ["echo: hi"]
+        assert len(shopper.sent_at) == 1 and shopper.sent_at[0] - t0 >= 3.0  # not before its slot
     finally:
         await first.stop()
         await second.stop()

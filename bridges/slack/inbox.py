@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -20,6 +19,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridges.slack.blocks import escape, history_posts, message_post, parent_blocks
+from core.clock import SYSTEM_CLOCK, Clock
+from domain.outbox import DeliveryResult, Kind
 from domain.ports import ConversationView, DeliveryError, MessageView
 from domain.storeconfig import StoreConfig
 
@@ -82,8 +83,10 @@ class SlackInbox:
         *,
         remember: int = 10_000,
         post_rate: float | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.client = client
+        self.clock = clock
         self.config = config
         self.inbox_channel = inbox_channel
         self._own: OrderedDict[str, None] = OrderedDict()
@@ -93,6 +96,7 @@ class SlackInbox:
         # sends themselves apart (it waits at most one interval).
         self._interval = 1.0 / post_rate if post_rate else 0.0
         self._last_send: dict[str, float] = {}
+        self._blocked_until: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ routing
@@ -106,10 +110,10 @@ class SlackInbox:
                     return tag.channel
         return self.inbox_channel
 
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "post") -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.POST) -> list[str]:
         """chat.postMessage is limited per channel (~1/s); chat.update is its own method tier
         (Tier 3, ~50/min per workspace), so editing a ticket never spends a channel's post."""
-        if kind == "update":
+        if kind == Kind.UPDATE:
             return ["slack-update:all"]
         ref = conversation.inbox_ref if conversation is not None else None
         channel = (ref or {}).get("channel") or self.channel_for(conversation)
@@ -126,14 +130,30 @@ class SlackInbox:
             self._own.popitem(last=False)
 
     async def _call(self, method: str, **kwargs: Any) -> dict[str, Any]:
-        if method == "chat.postMessage" and self._interval:
-            channel = str(kwargs.get("channel"))
-            lock = self._locks.setdefault(channel, asyncio.Lock())
-            async with lock:
-                wait = self._last_send.get(channel, -1e9) + self._interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self._last_send[channel] = time.monotonic()
+        if method != "chat.postMessage":
+            return await self._api(method, kwargs)
+        channel = str(kwargs.get("channel"))
+        # One post per channel at a time: a post that waited here while the one before it was
+        # answered 429 must not go out before the Retry-After has passed.
+        async with self._locks.setdefault(channel, asyncio.Lock()):
+            now = self.clock.monotonic()
+            blocked = self._blocked_until.get(channel, 0.0) - now
+            if blocked > 0:
+                raise DeliveryError(
+                    "Slack rate limit (an earlier post's Retry-After)", retry_after=blocked
+                )
+            wait = self._last_send.get(channel, -1e9) + self._interval - now
+            if wait > 0:
+                await self.clock.sleep(wait)
+            self._last_send[channel] = self.clock.monotonic()
+            try:
+                return await self._api(method, kwargs)
+            except DeliveryError as exc:
+                if exc.retry_after:
+                    self._blocked_until[channel] = self.clock.monotonic() + exc.retry_after
+                raise
+
+    async def _api(self, method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         try:
             resp = await self.client.api_call(method, json=kwargs)
         except (SlackApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -210,7 +230,7 @@ class SlackInbox:
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None:
+    ) -> DeliveryResult:
         data = await self._call(
             "chat.postMessage",
             channel=ref["channel"],
@@ -219,7 +239,7 @@ class SlackInbox:
             unfurl_media=False,
             **message_post(message),
         )
-        return {"ts": data.get("ts")}
+        return DeliveryResult.done(ts=data.get("ts"))
 
     async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
         text, blocks = self._parent(conversation)

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -25,11 +25,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.markup import to_plain
-from core.analytics import compute_stats
 from core.lifecycle import CommandResult, Core, CoreError, UnknownConversation
 from domain.storeconfig import StoreConfig
-from storage import repo
-from storage.models import utcnow
 
 log = logging.getLogger("handoff.slack")
 
@@ -205,9 +202,7 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
         is written before Slack gets its answer, so a retry of an answered event finds it."""
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
         if event_id:
-            async with core.sessions() as s, s.begin():
-                fresh = await repo.mark_processed(s, EVENT_SOURCE, str(event_id))
-            if not fresh:
+            if not await core.take_once(EVENT_SOURCE, str(event_id)):
                 log.info("Slack event %s seen before: ignored", event_id)
                 return BoltResponse(status=200, body="")
         return await next()
@@ -296,9 +291,7 @@ async def relay(ctx: SlackContext, event: dict[str, Any]) -> None:
     channel, user = event.get("channel"), event.get("user")
     if subtype not in (None, "thread_broadcast", "file_share") or not user:
         return  # edits, deletions, joins, … are never relayed
-    async with ctx.core.sessions() as s:
-        conv = await repo.find_by_thread(s, f"{channel}:{thread_ts}")
-        cid = conv.id if conv is not None else None
+    cid = await ctx.core.conversation_by_thread(f"{channel}:{thread_ts}")
     if cid is None:
         return  # a thread that is not a ticket
     if subtype == "file_share":
@@ -360,11 +353,10 @@ async def _command(ctx: SlackContext, command: dict[str, Any]) -> str:
 
 
 async def queue_text(ctx: SlackContext) -> str:
-    async with ctx.core.sessions() as s:
-        convs = await repo.open_queue(s)
+    convs = await ctx.core.open_queue()
     if not convs:
         return ":tada: The queue is empty."
-    now = utcnow()
+    now = datetime.now(UTC)
     emoji = {n: t.emoji for n, t in ctx.config.tags.items()}
     lines = [f"*Open: {len(convs)}* (by priority, then longest waiting)"]
     for c in convs[:25]:
@@ -388,9 +380,8 @@ async def stats_text(ctx: SlackContext, period: str) -> str:
         return f"`{period}` is not a period. Type `/handoff stats`, `/handoff stats 12h` or `/handoff stats 7d`."
     n, unit = int(m.group(1)), m.group(2)
     span = timedelta(hours=n) if unit == "h" else timedelta(days=n * (7 if unit == "w" else 1))
-    async with ctx.core.sessions() as s:
-        st = await compute_stats(s, utcnow() - span)
-        queue = await repo.open_queue(s)
+    st = await ctx.core.stats(datetime.now(UTC) - span)
+    queue = await ctx.core.open_queue()
     waiting = sum(1 for c in queue if c.state == "queued")
     share = f" ({st.handed_off / st.conversations:.0%})" if st.conversations else ""
     tags = "\n".join(f"• `{t}` {k}" for t, k in st.tags.items()) or "• none"

@@ -9,15 +9,12 @@ too (Slack retries within minutes; a day is plenty)."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
-
-from sqlalchemy import delete, select
+from datetime import UTC, datetime, timedelta
 
 from core.lifecycle import Core
 from core.periodic import Periodic
+from domain.ports import ConversationView
 from domain.storeconfig import StoreConfig
-from storage import repo
-from storage.models import Conversation, ProcessedId, utcnow
 
 log = logging.getLogger("handoff.slack.reminders")
 REMINDER_SOURCE = "slack-reminder"
@@ -32,51 +29,37 @@ class ReminderLoop:
         self.interval = interval
         self._runner: Periodic | None = None
 
-    def due_minutes(self, conv: Conversation) -> int:
+    def due_minutes(self, conv: ConversationView) -> int:
         cap = self.config.store.reminder_minutes
         sla = (conv.context or {}).get("sla_minutes")
         return min(cap, int(sla)) if isinstance(sla, int | float) and sla > 0 else cap
 
     async def check(self) -> list[int]:
-        now = utcnow()
+        now = datetime.now(UTC)
         soonest = min(
             [self.config.store.reminder_minutes]
             + [r.sla_minutes for rs in self.config.rule_sets for r in rs.rules if r.sla_minutes]
         )
-        due: list[tuple[int, str]] = []
-        async with self.core.sessions() as s, s.begin():
-            convs = list(
-                await s.scalars(
-                    select(Conversation).where(
-                        Conversation.state == "queued",
-                        Conversation.handed_off_at < now - timedelta(minutes=soonest),
-                    )
-                )
+        reminded: list[int] = []
+        for conv in await self.core.waiting_since(now - timedelta(minutes=soonest)):
+            assert conv.handed_off_at is not None
+            limit = self.due_minutes(conv)
+            waited = int((now - conv.handed_off_at).total_seconds() // 60)
+            if waited < limit:
+                continue
+            key = f"{conv.id}:{conv.handed_off_at.isoformat()}"
+            if not await self.core.take_once(REMINDER_SOURCE, key):
+                continue  # reminded already (here or on another instance)
+            mention = self.config.store.reminder_mention
+            text = (
+                (f"{mention} " if mention else "")
+                + f":alarm_clock: #{conv.id} has waited {waited} minutes without an owner "
+                f"(its SLA is {limit} minutes). Claim it?"
             )
-            for conv in convs:
-                assert conv.handed_off_at is not None
-                limit = self.due_minutes(conv)
-                waited = int((now - conv.handed_off_at).total_seconds() // 60)
-                if waited < limit:
-                    continue
-                key = f"{conv.id}:{conv.handed_off_at.isoformat()}"
-                if not await repo.mark_processed(s, REMINDER_SOURCE, key):
-                    continue  # reminded already (here or on another instance)
-                mention = self.config.store.reminder_mention
-                text = (
-                    (f"{mention} " if mention else "")
-                    + f":alarm_clock: #{conv.id} has waited {waited} minutes without an owner "
-                    f"(its SLA is {limit} minutes). Claim it?"
-                )
-                due.append((conv.id, text))
-            await s.execute(
-                delete(ProcessedId).where(
-                    ProcessedId.source == EVENT_SOURCE, ProcessedId.at < now - KEEP_EVENT_IDS
-                )
-            )
-        for cid, text in due:
-            await self.core.inbox_notice(cid, text)
-        return [cid for cid, _ in due]
+            await self.core.inbox_notice(conv.id, text)
+            reminded.append(conv.id)
+        await self.core.forget_taken(EVENT_SOURCE, now - KEEP_EVENT_IDS)
+        return reminded
 
     def start(self) -> None:
         self._runner = Periodic(self.check, self.interval, "reminder check")

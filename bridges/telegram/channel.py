@@ -6,14 +6,13 @@ shopper blocked the bot (stop for good), network trouble and 5xx are retried, a 
 final.
 
 A reply longer than one Telegram message is split, and each part is its own delivery attempt:
-`send` puts out the first part not yet recorded as sent, records it in the database, and answers
-`{"_more": True}` so the worker puts the row back at the head of the conversation's lane. Every
-part is therefore paced like a message of its own, and a retry (a 429 or 5xx on part 2, or a
-restart, or another instance taking the row over) goes on from the part that failed instead of
-sending part 1 again. The only window for a duplicate is the one no Bot API client can close:
-Telegram took a part and the process died (or the answer was lost) before it was recorded.
+`send` puts out part `step` and answers `DeliveryResult.again(step + 1)`, which the worker keeps
+on the outbox row as it puts the row back at the head of the conversation's lane. Every part is
+therefore paced like a message of its own, and a retry (a 429 or 5xx on part 2, or a restart,
+or another instance taking the row over) goes on from the part that failed instead of sending
+part 1 again. The only window for a duplicate is the one no Bot API client can close: Telegram
+took a part and the process died (or the answer was lost) before the row recorded it.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +24,6 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from telegram import Bot, Message
 from telegram.constants import ChatAction
 from telegram.error import (
@@ -40,14 +37,12 @@ from telegram.error import (
 from telegram.warnings import PTBDeprecationWarning
 
 from core.pacing import Pacer
+from domain.outbox import DeliveryResult, Kind
 from domain.ports import ConversationView, DeliveryError
-from storage import repo
-from storage.models import ProcessedId
 
 log = logging.getLogger("handoff.telegram")
 
 LIMIT = 4096  # Bot API: 1-4096 characters of text, counted in UTF-16 code units
-PART_SOURCE = "telegram-part"  # processed_ids rows "<message id>:<part>" for parts already sent
 TYPING_EVERY = 4.5  # Telegram shows "typing…" for 5 s or until the next message
 TYPING_FOR = 30.0  # never longer than this for one turn
 _SENTENCE_END = re.compile(r"[.!?…][\"'»”’)\]]*\s")
@@ -128,14 +123,12 @@ class TelegramChannel:
     def __init__(
         self,
         bot: Bot,
-        sessions: async_sessionmaker[AsyncSession],
         *,
         display_name: Callable[[str], str] | None = None,
         pacer: Pacer | None = None,
         redact: Callable[[str], str] = str,
     ) -> None:
         self.bot = bot
-        self.sessions = sessions
         self.display_name = display_name or (lambda author: author)
         self.pacer = pacer
         self.redact = redact
@@ -143,7 +136,7 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ ShopperChannel
 
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.SEND) -> list[str]:
         if conversation is None or not conversation.channel_ref:
             return ["tg-all"]
         return [f"tg-chat:{conversation.channel_ref}", "tg-all"]
@@ -154,34 +147,23 @@ class TelegramChannel:
         return str(message.get("text") or "")
 
     async def send(
-        self, conversation: ConversationView, message: dict[str, Any]
-    ) -> dict[str, Any] | None:
+        self, conversation: ConversationView, message: dict[str, Any], *, step: int = 0
+    ) -> DeliveryResult:
         chat = conversation.channel_ref
         if not chat:
             raise DeliveryError("no Telegram chat for this conversation", permanent=True)
         self._stop_typing(chat)  # a message ends "typing…"; the refresher must not bring it back
         parts = split_text(self.render(message))
         if not parts:
-            return {"skipped": "empty text"}
+            return DeliveryResult.done(skipped="empty text")
+        if step >= len(parts):
+            return DeliveryResult.done(parts=len(parts), already_sent=True)
+        sent = await self._send(chat, parts[step])
+        if step + 1 < len(parts):
+            return DeliveryResult.again(step + 1, part=step + 1, parts=len(parts))
         if len(parts) == 1:
-            sent = await self._send(chat, parts[0])
-            return {"message_id": sent.message_id}
-        key = message.get("id")
-        if not key:  # no message row to record progress against (never the case from the core)
-            for part in parts:
-                sent = await self._send(chat, part)
-            return {"parts": len(parts), "message_id": sent.message_id}
-        done = await self._parts_sent(int(key))
-        todo = [i for i in range(len(parts)) if i not in done]
-        if not todo:
-            return {"parts": len(parts), "already_sent": True}
-        i = todo[0]
-        sent = await self._send(chat, parts[i])
-        async with self.sessions() as s, s.begin():
-            await repo.mark_processed(s, PART_SOURCE, f"{key}:{i}")
-        if len(todo) > 1:
-            return {"_more": True, "part": i + 1, "parts": len(parts)}
-        return {"parts": len(parts), "message_id": sent.message_id}
+            return DeliveryResult.done(message_id=sent.message_id)
+        return DeliveryResult.done(parts=len(parts), message_id=sent.message_id)
 
     async def state(self, conversation: ConversationView) -> None:
         """Nothing to send: the agent's expectation message and the joined / resolved / hand-back
@@ -237,13 +219,3 @@ class TelegramChannel:
             return await self.bot.send_message(chat_id=chat, text=text)
         except Exception as exc:
             raise to_delivery_error(exc, self.redact) from None
-
-    async def _parts_sent(self, key: int) -> set[int]:
-        async with self.sessions() as s:
-            rows = await s.scalars(
-                select(ProcessedId.platform_id).where(
-                    ProcessedId.source == PART_SOURCE,
-                    ProcessedId.platform_id.startswith(f"{key}:", autoescape=True),
-                )
-            )
-            return {int(r.split(":", 1)[1]) for r in rows}

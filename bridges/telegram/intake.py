@@ -21,14 +21,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import select
 from telegram import Message, Update, User
 
 from core.lifecycle import Core, CoreError
 from domain.ports import ConversationView
 from domain.storeconfig import StoreConfig
-from storage import repo
-from storage.models import Conversation, OutboxRow, ProcessedId
 
 log = logging.getLogger("handoff.telegram")
 UPDATE_SOURCE = "telegram-update"
@@ -175,52 +172,17 @@ class Intake:
         )
 
     async def _set_blocked(self, chat_id: str, blocked: bool, *, reason: str) -> bool:
-        """Mark or clear `blocked` on the chat's conversation, with an event, the inbox told.
-        (The delivery worker marks it on a 403; this is the other half: Telegram's
-        my_chat_member update, or the shopper writing again after unblocking the bot.)"""
-        async with self.core.sessions() as s, s.begin():
-            conv = await s.scalar(
-                select(Conversation)
-                .where(Conversation.channel == "telegram", Conversation.channel_ref == chat_id)
-                .order_by(Conversation.id.desc())
-                .limit(1)
-                .with_for_update()
-            )
-            if conv is None or conv.blocked == blocked:
-                return False
-            conv.blocked = blocked
-            old, new = (None, "blocked") if blocked else ("blocked", None)
-            actor = "platform" if blocked else "shopper"
-            await repo.add_state_event(s, conv, "blocked", old, new, actor, reason)
-            if conv.handed_off_at is not None:
-                # The inbox thread's header says whether replies can reach the shopper.
-                s.add(
-                    OutboxRow(
-                        conversation_id=conv.id,
-                        lane="inbox",
-                        destination=self.core.inbox_name,
-                        kind="update",
-                        payload={},
-                        priority=conv.priority,
-                    )
-                )
-            cid = conv.id
-        self.core.live.publish("inbox", {"type": "changed", "conversation_id": cid})
-        self.core.on_outbox()
-        return True
+        """Telegram's my_chat_member update, or the shopper writing again after unblocking."""
+        actor = "platform" if blocked else "shopper"
+        return await self.core.set_blocked(
+            "telegram", chat_id, blocked, actor=actor, reason=reason
+        )
 
     async def _seen(self, update_id: int) -> bool:
-        async with self.core.sessions() as s:
-            found = await s.scalar(
-                select(ProcessedId.platform_id).where(
-                    ProcessedId.source == UPDATE_SOURCE, ProcessedId.platform_id == str(update_id)
-                )
-            )
-            return found is not None
+        return await self.core.was_taken(UPDATE_SOURCE, str(update_id))
 
     async def _mark(self, update_id: int) -> None:
-        async with self.core.sessions() as s, s.begin():
-            await repo.mark_processed(s, UPDATE_SOURCE, str(update_id))
+        await self.core.take_once(UPDATE_SOURCE, str(update_id))
 
 
 def _meta(msg: Message) -> dict[str, Any]:

@@ -158,7 +158,6 @@ def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig
         pacer.limit("tg-all", rate=ALL_RATE, burst=ALL_BURST)
         channel = TelegramChannel(
             bot,
-            services.core.sessions,
             display_name=display_name_factory(config),
             pacer=pacer,
             redact=REDACTOR.redact,

@@ -26,6 +26,7 @@ from core.limits import RateLimiter, client_address, parse_networks
 from core.live import LiveHub
 from core.queue import MAX_PAGE, QueuePage, QueueReader, tabs_of
 from core.staff import Person, StaffAccounts, StaffError
+from domain.outbox import DeliveryResult
 from domain.ports import ConversationView, MessageView
 from storage.models import utcnow
 
@@ -54,9 +55,9 @@ class WebInbox:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
         return {"inbox": "web"}
 
-    async def post(self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]) -> dict[str, Any] | None:
+    async def post(self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]) -> DeliveryResult:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
-        return None
+        return DeliveryResult()
 
     async def post_history(self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]) -> int:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})

@@ -16,6 +16,7 @@ from aiohttp import WSMsgType, web
 
 from core.lifecycle import Core, CoreError, UnknownConversation
 from core.live import LiveHub
+from domain.outbox import DeliveryResult
 from domain.ports import ConversationView
 
 log = logging.getLogger("handoff.widget")
@@ -31,9 +32,9 @@ class WidgetChannel:
     def __init__(self, live: LiveHub) -> None:
         self.live = live
 
-    async def send(self, conversation: ConversationView, message: dict[str, Any]) -> dict[str, Any] | None:
+    async def send(self, conversation: ConversationView, message: dict[str, Any], *, step: int = 0) -> DeliveryResult:
         n = self.live.publish(f"conv:{conversation.id}", {"type": "message", **message})
-        return {"sockets": n}
+        return DeliveryResult.done(sockets=n)
 
     async def state(self, conversation: ConversationView) -> None:
         self.live.publish(f"conv:{conversation.id}", {"type": "state", "state": conversation.state})
