@@ -31,9 +31,17 @@ from agent.actions import ActionRunner
 from agent.facts import build_facts
 from agent.knowledge import KnowledgeBase
 from agent.llm_grounding import check_reply
-from agent.llm_tools import MAX_REASON, ToolBox, clean_text, tool_specs
+from agent.llm_tools import (
+    INTENTS,
+    MAX_REASON,
+    ToolBox,
+    clean_text,
+    intent_spec,
+    read_intents,
+    tool_specs,
+)
 from agent.offline import OfflineAgent, TurnState
-from agent.prompts import correction, known_facts, summary_prompt, system_prompt
+from agent.prompts import correction, intent_prompt, known_facts, summary_prompt, system_prompt
 from domain.masking import mask_sensitive
 from domain.ports import ConversationView, MessageView, Turn
 from domain.storeconfig import StoreConfig
@@ -43,7 +51,9 @@ log = logging.getLogger("handoff.llm")
 AI_UNAVAILABLE = "ai-unavailable"
 HISTORY_MESSAGES = 30
 HISTORY_CHARS = 2000
+INTENT_CONTEXT = 6  # earlier messages the intent request sees as context
 RETRYABLE_STATUS = {408, 409, 429}
+UNSUPPORTED_STATUS = {400, 404, 422}  # an endpoint without forced tool calls says so at once
 
 
 class LLMUnavailable(Exception):
@@ -89,6 +99,7 @@ class LLMAgent:
         breaker_threshold: int = 2,
         breaker_cooldown: float = 30.0,
         temperature: float | None = None,
+        classify_intents: bool = True,
     ) -> None:
         self.client = client
         self.model = model
@@ -105,6 +116,8 @@ class LLMAgent:
         self.breaker_threshold = breaker_threshold
         self.breaker_cooldown = breaker_cooldown
         self.temperature = temperature
+        self.classify_intents = classify_intents
+        self._intents_unsupported = False
         self._failures = 0
         self._open_until = 0.0
 
@@ -116,9 +129,11 @@ class LLMAgent:
     async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
         started = time.monotonic()
         run = _Run(deadline=started + self.total_timeout)
-        state = await self.fallback.prepare(conversation, history)
+        intents = await self._intents(history, run)
+        state = await self.fallback.prepare(conversation, history, intents=intents)
         verdict = self.fallback.decide(state)
         meta: dict[str, Any] = {"model": self.model}
+        meta["intents_by"] = "llm" if intents is not None else "classifier"
         if verdict is not None:
             # The rules decided (a handoff, or a fact they need first): the model gets no say.
             turn = verdict
@@ -154,6 +169,58 @@ class LLMAgent:
         turn.tokens_in, turn.tokens_out = run.tokens_in, run.tokens_out
         turn.latency_ms = int((time.monotonic() - started) * 1000)
         return turn
+
+    async def _intents(self, history: list[MessageView], run: _Run) -> list[str] | None:
+        """The latest message's intents as the model classifies them, with a forced tool call whose
+        schema allows only the store's intent names; the same rules then read them. None (the
+        built-in classifier decides) when the endpoint cannot, is resting, or does not answer
+        within a third of the turn's budget. One attempt, no retries: the classifier is a good
+        fallback, and the shopper should not wait for this."""
+        if not self.classify_intents or self._intents_unsupported or not self.available():
+            return None
+        clf = self.fallback.classifier
+        allowed = set(clf.names)
+        if not history or history[-1].role != "shopper":
+            return None
+        budget = min(self.request_timeout, run.remaining() / 3)
+        if budget < 0.2:
+            return None
+        context = [
+            {"role": "user" if m.role == "shopper" else "assistant", "content": self._mask(m.text)[:HISTORY_CHARS]}
+            for m in history[-INTENT_CONTEXT:]
+            if m.role in ("shopper", "agent", "human")
+        ]
+        descriptions = {n: clf.specs[n].description or n for n in clf.names}
+        run.calls += 1
+        try:
+            async with asyncio.timeout(budget):
+                resp = await self.client.chat.completions.create(
+                    model=self.model,
+                    timeout=budget,
+                    messages=[{"role": "system", "content": intent_prompt(self.config)}, *context],
+                    tools=[intent_spec(descriptions)],
+                    tool_choice={"type": "function", "function": {"name": INTENTS}},
+                    **self._sampling(),
+                )
+        except openai.APIStatusError as exc:
+            if exc.status_code in UNSUPPORTED_STATUS:
+                self._intents_unsupported = True
+                log.info(
+                    "the LLM endpoint refused a forced tool call (%s): the built-in classifier "
+                    "decides intents from now on",
+                    exc.status_code,
+                )
+            return None
+        except Exception as exc:  # timeouts, transport: the classifier decides this turn
+            log.info("intents by the built-in classifier (LLM: %r)", exc)
+            return None
+        if getattr(resp, "usage", None) is not None:
+            run.tokens_in += resp.usage.prompt_tokens or 0
+            run.tokens_out += resp.usage.completion_tokens or 0
+        choices = getattr(resp, "choices", None)
+        if not choices:
+            return None
+        return read_intents(choices[0].message, allowed)
 
     def available(self) -> bool:
         """False while the circuit breaker rests the endpoint after repeated failures."""

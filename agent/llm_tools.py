@@ -20,6 +20,7 @@ from domain.storeconfig import StoreConfig
 
 SEARCH = "search_knowledge"
 HANDOFF = "handoff"
+INTENTS = "report_intents"
 DEFAULT_HANDOFF_TAG = "human-requested"
 MAX_QUERY = 300
 MAX_REASON = 300
@@ -72,6 +73,42 @@ def tool_specs(config: StoreConfig) -> list[dict[str, Any]]:
             }
         specs.append(_function(name, action.description or name.replace("_", " "), props))
     return specs
+
+
+def intent_spec(descriptions: dict[str, str]) -> dict[str, Any]:
+    """The structured output for classifying a turn: a list limited to the store's intent names
+    (the shipped ones plus any its YAML adds), each explained by its description."""
+    names = sorted(descriptions)
+    return _function(
+        INTENTS,
+        "Report what the shopper's latest message asks the store for.",
+        {
+            "intents": {
+                "type": "array",
+                "items": {"type": "string", "enum": names},
+                "description": "Every intent the latest message expresses: "
+                + "; ".join(f"{n} = {descriptions[n]}" for n in names),
+            }
+        },
+    )
+
+
+def read_intents(message: Any, allowed: set[str]) -> list[str] | None:
+    """The intents from the model's forced tool call, limited to known names; None when the
+    reply is not a usable call (the built-in classifier decides then)."""
+    for call in getattr(message, "tool_calls", None) or []:
+        fn = getattr(call, "function", None)
+        if fn is None or getattr(fn, "name", "") != INTENTS:
+            continue
+        try:
+            args = json.loads(getattr(fn, "arguments", None) or "{}")
+        except ValueError:
+            return None
+        names = args.get("intents") if isinstance(args, dict) else None
+        if not isinstance(names, list):
+            return None
+        return [n for n in dict.fromkeys(names) if isinstance(n, str) and n in allowed]
+    return None
 
 
 def _function(

@@ -97,6 +97,12 @@ class FakeOpenAI:
     requests: list[dict[str, Any]] = field(default_factory=list)
     leaked_cards: list[str] = field(default_factory=list)
     times: list[float] = field(default_factory=list)  # time.monotonic() of each request
+    # Requests that force the `report_intents` tool (the turn's intents) are answered apart from
+    # the script: from `intent_script` (a list of intent names, or a Step) while it lasts, else by
+    # `intents` (a callable), else with the 400 an endpoint without forced tool calls gives.
+    intent_script: list[list[str] | Step] = field(default_factory=list)
+    intents: Callable[[dict[str, Any]], list[str]] | None = None
+    intent_requests: list[dict[str, Any]] = field(default_factory=list)
     server: TestServer | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -111,7 +117,6 @@ class FakeOpenAI:
         return [r for r in self.requests if "tools" in r]
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        self.times.append(time.monotonic())
         raw = await request.text()
         if request.headers.get("Authorization") != f"Bearer {API_KEY}":
             return _error(
@@ -123,6 +128,10 @@ class FakeOpenAI:
             return _error(400, "We could not parse the JSON body of your request.")
         # The raw body and every decoded string (JSON escapes cannot hide a number).
         self.leaked_cards += cards_in(raw) + [c for s in _strings(body) for c in cards_in(s)]
+        forced = (body.get("tool_choice") or {}) if isinstance(body.get("tool_choice"), dict) else {}
+        if (forced.get("function") or {}).get("name") == "report_intents":
+            return self._intents_reply(body)
+        self.times.append(time.monotonic())
         self.requests.append(body)
         if body.get("stream"):
             return _error(400, "this fake does not stream; the agent does not ask it to")
@@ -167,6 +176,34 @@ class FakeOpenAI:
                     }
                 ],
                 "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+            }
+        )
+
+    def _intents_reply(self, body: dict[str, Any]) -> web.StreamResponse:
+        self.intent_requests.append(body)
+        if self.intent_script:
+            step = self.intent_script.pop(0)
+        elif self.intents is not None:
+            step = self.intents(body)
+        else:
+            return _error(400, "tool_choice of a named function is not supported by this server")
+        if isinstance(step, list):
+            step = tool("report_intents", {"intents": step})
+        if "status" in step:
+            return _error(step["status"], "The server had an error", "server_error")
+        msg = json.loads(json.dumps(step["message"]))
+        for call in msg.get("tool_calls") or []:
+            call["id"] = f"call_{next(self._ids)}"
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{next(self._ids)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [
+                    {"index": 0, "message": msg, "logprobs": None, "finish_reason": "tool_calls"}
+                ],
+                "usage": {"prompt_tokens": 80, "completion_tokens": 10, "total_tokens": 90},
             }
         )
 

@@ -62,7 +62,10 @@ async def test_tool_loop_answers_from_knowledge_and_cites_the_file(
         )
     assert m is not None and (m.tokens_in, m.tokens_out) == (200, 40) and m.latency_ms >= 0
     assert m.meta["model"] == "fake-1" and m.meta["agent"] == "llm"
-    assert m.meta["llm_tools"] == ["search_knowledge"] and m.meta["llm_calls"] == 2
+    # Three calls: the turn's intents (this fake refuses forced tool calls, so the built-in
+    # classifier decided them), then the two steps of the tool loop.
+    assert m.meta["llm_tools"] == ["search_knowledge"] and m.meta["llm_calls"] == 3
+    assert m.meta["intents_by"] == "classifier"
     metrics = await (
         await client.get("/metrics", headers={"Authorization": "Bearer scrape"})
     ).text()
