@@ -7,6 +7,12 @@ per message. It runs the service in this process (SQLite in a temporary folder, 
 the offline agent) and drives it with real WebSocket clients:
 
     .venv/bin/python bench/per_message.py --shoppers 50 --messages 4
+
+It also reports the built-in agent alone: its CPU per turn (intents, order numbers, the store's
+actions answered in memory so no HTTP is counted, the rules, retrieval and the reply) over varied
+first messages with the classifier's per-sentence cache emptied before each turn, and its start-up
+in a fresh interpreter (imports, the store config, the knowledge index, the intent classifier
+trained), next to a baseline start-up without the classifier measured in the same run.
 """
 
 from __future__ import annotations
@@ -109,14 +115,115 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"  latency p50/p99 ms     {1000 * latencies[n // 2]:.1f} / {1000 * latencies[int(n * 0.99) - 1]:.1f}")
 
 
+AGENT_MESSAGES = [
+    "Where is my order FP-100234?",
+    "my payment for FP-100311 failed, what now?",
+    "How long does shipping to Austria take?",
+    "can I talk to a person please",
+    "Hi! I bought sneakers last week in the drop (FP-100234) and today they are 30 euros "
+    "cheaper. My sister says you sometimes refund the difference. Could you do that for me? "
+    "Thanks a lot, I love the shoes anyway.",
+    "Ich möchte meine Bestellung stornieren, bitte",
+    "what happens if my card is declined during a drop?",
+    "I don't want to cancel, just tell me when fp 100 234 ships",
+    "Do you ship to Norway and how much are the customs fees?",
+    "ok thanks!",
+]
+
+
+def _agent_turns(args: argparse.Namespace) -> tuple[float, int]:
+    """CPU seconds of the built-in agent's turns, and how many: each message as the first turn of
+    its own conversation, with the classifier's per-sentence cache emptied before each."""
+    from datetime import UTC, datetime
+
+    from agent.actions import ActionResult, ActionRunner
+    from agent.knowledge import KnowledgeBase
+    from agent.offline import OfflineAgent
+    from domain.ports import ConversationView, CustomerView, MessageView
+
+    config = load_config(ROOT / "examples/flash-sale/handoff.yaml")
+    shop = json.loads((ROOT / "examples/flash-sale/shop.json").read_text())
+
+    class InMemoryActions(ActionRunner):
+        async def run(self, name: str, inputs: dict[str, Any]) -> ActionResult:
+            key, value = next(iter(inputs.items()))
+            table = shop.get("orders" if key == "order_number" else "customers", {})
+            data = table.get(value)
+            if data is None:
+                return ActionResult(name, inputs, "not_found")
+            import jmespath
+
+            capture = config.actions[name].capture
+            return ActionResult(
+                name, inputs, "ok", {k: jmespath.search(e, data) for k, e in capture.items()}
+            )
+
+    kb = KnowledgeBase.from_folder(config.knowledge_path)
+    agent = OfflineAgent(config, kb, InMemoryActions(config, "http://unused"))
+    now = datetime.now(UTC)
+    customer = CustomerView(1, "widget", "x", "Ann", None, "ann@example.com", None)
+
+    async def run_all(n: int, tag: str) -> None:
+        for i in range(n):
+            text = f"{AGENT_MESSAGES[i % len(AGENT_MESSAGES)]} ({tag}{i})"
+            conv = ConversationView(
+                i, "widget", None, "bot", None, 0, (), None, None, {}, {}, None, None, False,
+                customer=customer, created_at=now,
+            )
+            msg = MessageView(i, i, "shopper", text, None, now)
+            agent.classifier._cache.clear()  # every sentence unseen: no cached intents
+            await agent.respond(conv, [msg])
+
+    asyncio.run(run_all(len(AGENT_MESSAGES), "warm"))  # imports and lazy set-up out of the way
+    n = args.agent_turns
+    cpu0 = time.process_time()
+    asyncio.run(run_all(n, "t"))
+    return time.process_time() - cpu0, n
+
+
+STARTUP = """
+import sys, time
+t0, c0 = time.perf_counter(), time.process_time()
+sys.path.insert(0, {root!r})
+from domain.storeconfig import load_config
+from agent.knowledge import KnowledgeBase
+cfg = load_config({root!r} + "/examples/flash-sale/handoff.yaml")
+kb = KnowledgeBase.from_folder(cfg.knowledge_path)
+if {classifier}:
+    from agent.offline import build_classifier
+    build_classifier(cfg)
+print(time.perf_counter() - t0, time.process_time() - c0)
+"""
+
+
+def _startup(classifier: bool) -> tuple[float, float]:
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", STARTUP.format(root=str(ROOT), classifier=classifier)],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()
+    return float(out[-2]), float(out[-1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shoppers", type=int, default=50)
     p.add_argument("--messages", type=int, default=4)
+    p.add_argument("--agent-turns", type=int, default=300)
     args = p.parse_args()
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
     asyncio.run(main_async(args))
+    cpu, n = _agent_turns(args)
+    print(f"built-in agent: {n} first turns, each a message it has not seen")
+    print(f"  CPU ms/turn            {1000 * cpu / n:6.2f}  (target <= 2)")
+    base_wall, base_cpu = _startup(classifier=False)
+    wall, cpu_s = _startup(classifier=True)
+    print("start-up in a fresh interpreter (config, knowledge index):")
+    print(f"  without the classifier {base_wall:6.2f} s wall, {base_cpu:.2f} s CPU")
+    print(f"  with it trained        {wall:6.2f} s wall, {cpu_s:.2f} s CPU  (target <= 3 s;"
+          f" {wall / base_wall:.1f}x the baseline)")
 
 
 if __name__ == "__main__":
