@@ -145,10 +145,17 @@ def is_question(norm: str) -> bool:
     return "?" in s or bool(QUESTION_START.match(s)) or bool(QUESTION_PHRASE.search(s))
 
 
-def is_foreign(norm: str) -> bool:
-    """More function words of the other five languages than of English."""
+def is_foreign(norm: str, raw: str = "") -> bool:
+    """Written in one of the other five languages: more of their function words and shop words
+    (agent/lexicon.py) than English function words; letters English does not use (ñ, ç, ã, ß,
+    ü) count too. `raw`: the sentence before accents were folded."""
     ws = WORD.findall(norm)
-    foreign = sum(1 for w in ws if w in FOREIGN_STOPWORDS and w not in STOPWORDS)
+    foreign = sum(
+        1
+        for w in ws
+        if w not in STOPWORDS and (w in FOREIGN_STOPWORDS or (len(w) > 3 and translate_word(w)))
+    )
+    foreign += sum(1 for ch in raw if ch in "ñçãõßüöäàèìòùâêîôûœëïáéíóú¿¡")
     english = sum(1 for w in ws if w in STOPWORDS and w not in FOREIGN_STOPWORDS)
     return foreign > english
 
@@ -174,7 +181,7 @@ def weigh_sentences(text: str) -> list[Sentence]:
             w = CONTEXT_WEIGHT
         else:
             w = STORY_WEIGHT
-        out.append(Sentence(p, norms[i], w, is_foreign(norms[i])))
+        out.append(Sentence(p, norms[i], w, is_foreign(norms[i], p.lower())))
     return out
 
 
