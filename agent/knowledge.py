@@ -154,6 +154,7 @@ class KnowledgeBase:
     K1 = 1.2
     B = 0.75
     HEADING_WEIGHT = 2.0
+    ROW_LENGTH: str | None = "table"
     LEXICAL_WEIGHT = 0.6
     VECTOR_WEIGHT = 0.4
 
@@ -168,12 +169,18 @@ class KnowledgeBase:
         # one row ("how long to Spain?") should not lose to a short paragraph because the table
         # around the row is long. Rows do not count in the idf, so a header repeated on every
         # row does not look common.
-        rows = [
-            self._indexed(Chunk(c.source, c.title, c.heading, f"{u.header}\n{u.text}"), [u])
-            for c, ix in zip(chunks, sections, strict=True)
-            for u in ix.units
-            if u.kind == "row" and u.header
-        ]
+        rows = []
+        for c, ix in zip(chunks, sections, strict=True):
+            for u in ix.units:
+                if u.kind != "row" or not u.header:
+                    continue
+                table = [v for v in ix.units if v.kind == "row" and v.header == u.header]
+                row = self._indexed(Chunk(c.source, c.title, c.heading, f"{u.header}\n{u.text}"), table)
+                if self.ROW_LENGTH == "table":
+                    row.length = max(row.length, sum(len(v.stems) for v in table))
+                rows.append(row)
+        if self.ROW_LENGTH is None:
+            rows = []
         self._index: list[_Indexed] = sections + rows
         df: dict[str, int] = {}
         for ix in sections:

@@ -471,6 +471,12 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
         r"\bgo(?:es)? back\b|\breturning\b",
         ("return", "returns"),
     ),
+    (
+        r"\bnothing (?:here|came|arrived|turned up)\b|\bnever (?:arrived|came|turned up|got it)\b|"
+        r"\b(?:has|have|did|is|are) not (?:arrived|come|turned up|here|received)\b|\bmissing\b|"
+        r"\blost\b|\bnot (?:arrived|received)\b",
+        ("arrived", "missing", "lost"),
+    ),
     (r"\bmoney back\b|\breimburs\w*|\bpaid back\b|\bcredit(?:ed)? back\b", ("refund",)),
     (
         r"\barriv\w*|\bget here\b|\breach (?:me|us)\b|\bturn up\b|\bshow up\b|\bcome through\b",

@@ -103,6 +103,15 @@ def quote(units: list[Unit], q: Query, idf: Callable[[Group], float]) -> str:
         covered |= {j for j, g in enumerate(q.groups) if g.stems & units[-neg_i].stems}
     if not chosen:
         chosen = [0]
+    else:
+        # Table rows that answer exactly as well as the best one are alternatives the shopper
+        # needs to see too ("Ireland": the Northern Ireland row and the Republic of Ireland row).
+        top_gain = gain(units[chosen[0]], set())
+        for i, u in enumerate(units):
+            if len(chosen) >= MAX_UNITS:
+                break
+            if u.kind == "row" and i not in chosen and gain(u, set()) >= top_gain > 0:
+                chosen.append(i)
     lines: list[str] = []
     for i in sorted(chosen):
         u = units[i]
