@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.shop_server import ShopData, free_port, start_shop  # noqa: E402
+from bridges.widget.embedding import sign_email  # noqa: E402
 from tests.slack.fake_slack import SIGNING_SECRET, TOKEN, FakeSlack, event_body, sign  # noqa: E402
 
 INBOX = "C_BENCH_INBOX"
@@ -315,7 +316,8 @@ async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, ser
     shoppers: list[Shopper] = []
     for i in range(args.shoppers):
         svc = services[i % len(services)]
-        async with http.post(svc.base + "/api/conversations", json={"email": "ann@example.com", "name": f"S{i}"}) as r:
+        body = {"email": "ann@example.com", "user_hash": sign_email("bench", "ann@example.com"), "name": f"S{i}"}
+        async with http.post(svc.base + "/api/conversations", json=body) as r:
             data = await r.json()
         shoppers.append(Shopper(data["conversation_id"], data["token"], svc.base))
     rss_before = sum(rss_kb(s.proc.pid) for s in services if s.proc)
@@ -438,7 +440,9 @@ async def main_async(args: argparse.Namespace) -> int:
     db = os.environ.get("DATABASE_URL") or f"sqlite+aiosqlite:///{tmp}/bench.db"
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     env.update(DATABASE_URL=db, INBOX_TOKEN=INBOX_TOKEN, SHOP_API_URL=shop_url, LOG_LEVEL="ERROR",
-               DELIVERY_POLL_SECONDS="0.05", DELIVERY_LEASE_SECONDS="10", PROCESSING_LEASE_SECONDS="10")
+               DELIVERY_POLL_SECONDS="0.05", DELIVERY_LEASE_SECONDS="10", PROCESSING_LEASE_SECONDS="10",
+               # Every simulated shopper comes from 127.0.0.1: per-address limits would stop the load.
+               WIDGET_CREATE_LIMIT="0/minute", WIDGET_MESSAGE_LIMIT="0/minute", WIDGET_IDENTITY_SECRET="bench")
     slack = None
     if not args.no_slack:
         slack = await FakeSlack(min_interval=1.0 / args.slack_rate, retry_after=1).start()

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.app import SERVICES, build_app  # noqa: E402
 from bot.shop_server import ShopData, start_shop  # noqa: E402
+from bridges.widget.embedding import sign_email  # noqa: E402
 from domain.settings import Settings  # noqa: E402
 from domain.storeconfig import load_config  # noqa: E402
 
@@ -49,7 +50,8 @@ QUESTIONS = [
 
 
 async def shopper(http: aiohttp.ClientSession, base: str, n: int, latencies: list[float]) -> None:
-    async with http.post(f"{base}/api/conversations", json={"email": "ann@example.com"}) as r:
+    body = {"email": "ann@example.com", "user_hash": sign_email("bench", "ann@example.com")}
+    async with http.post(f"{base}/api/conversations", json=body) as r:
         data = await r.json()
     url = f"{base}/api/conversations/{data['conversation_id']}/ws?token={data['token']}"
     async with http.ws_connect(url) as ws:
@@ -73,6 +75,9 @@ async def main_async(args: argparse.Namespace) -> None:
         database_url=f"sqlite+aiosqlite:///{tmp}/bench.db",
         shop_api_url=shop_url,
         delivery_poll_seconds=0.5,
+        widget_identity_secret="bench",  # the shopper is a signed-in customer
+        widget_message_limit="0/minute",  # a benchmark sends faster than any shopper
+        widget_create_limit="0/minute",
     )
     app = build_app(settings, load_config(ROOT / "examples/flash-sale/handoff.yaml"))
     runner = web.AppRunner(app)

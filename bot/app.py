@@ -44,7 +44,9 @@ log = logging.getLogger("handoff.app")
 
 def check_production(settings: Settings) -> list[str]:
     """What is missing to run outside demo mode; fail closed rather than run unprotected."""
-    problems = []
+    from bridges.widget.embedding import widget_problems
+
+    problems = widget_problems(settings)
     if settings.inbox_token:
         # A guessable bootstrap token would sign a stranger in as the inbox's admin.
         weak = weak_secret_problem("INBOX_TOKEN", settings.inbox_token.get_secret_value())
@@ -224,6 +226,7 @@ def build_app(
 def _register_routes(app: web.Application, settings: Settings, config: StoreConfig) -> None:
     """Routes are registered up front (aiohttp freezes the router); handlers reach services lazily."""
     from bridges.webinbox.routes import WebInboxRoutes
+    from bridges.widget.embedding import WidgetPolicy
     from bridges.widget.routes import WidgetRoutes
 
     async def healthz(request: web.Request) -> web.Response:
@@ -254,7 +257,9 @@ def _register_routes(app: web.Application, settings: Settings, config: StoreConf
         for n, t in config.tags.items()
     ]
     lazy = _Lazy(app)
-    WidgetRoutes(lazy, lazy.live, max_text=settings.max_message_chars).register(app)  # type: ignore[arg-type]
+    WidgetRoutes(  # type: ignore[arg-type]
+        lazy, lazy.live, max_text=settings.max_message_chars, policy=WidgetPolicy.from_settings(settings)
+    ).register(app)
     inbox_routes = WebInboxRoutes(
         lazy,  # type: ignore[arg-type]
         lazy.live,  # type: ignore[arg-type]

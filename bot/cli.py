@@ -27,7 +27,7 @@ def _config(args: argparse.Namespace, settings: Settings) -> StoreConfig:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings = Settings()
+    settings = Settings(demo=False)  # checks what `handoff run` would refuse
     try:
         config = _config(args, settings)
     except ConfigError as exc:
@@ -100,13 +100,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     if args.host:
         overrides["host"] = args.host
-    settings = Settings(**overrides)
+    # `handoff run` is production: a DEMO=true left in the environment must not switch off its
+    # checks (open inbox, open metrics, any origin); only `handoff demo` is demo mode.
+    settings = Settings(**overrides, demo=False)
     try:
         config = _config(args, settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    if os.environ.get("DEMO", "").strip().lower() in ("1", "true", "yes", "on"):
+        logging.getLogger("handoff.cli").warning("DEMO is ignored by `handoff run`: use `handoff demo`")
     return _serve(settings, config)
 
 

@@ -28,6 +28,7 @@ from domain import outbox
 from domain.masking import mask_sensitive
 from domain.outbox import Kind, Lane, Outgoing, SendPayload, StatePayload
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
+from domain.textclean import clean_optional, clean_string
 from storage import repo
 from storage.db import after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
@@ -127,10 +128,16 @@ class Core:
         name: str | None = None,
         username: str | None = None,
         email: str | None = None,
+        claimed_email: str | None = None,
         channel_ref: str | None = None,
         with_token: bool = False,
     ) -> StartedConversation:
+        """`email` is an identity the channel proved (a store-signed widget email, a scenario's
+        customer); `claimed_email` one the shopper's page merely said, kept to be shown as such."""
         token = secrets.token_urlsafe(24) if with_token else None
+        # What a shopper's client sends is cleaned and masked like the messages themselves.
+        name, username = self._clean_field(name, 200), self._clean_field(username, 200)
+        email, claimed_email = self._clean_field(email, 320), self._clean_field(claimed_email, 320)
         async with self.sessions.begin() as s:
             customer = await repo.get_or_create_customer(
                 s,
@@ -139,6 +146,7 @@ class Core:
                 name=name,
                 username=username,
                 email=email,
+                claimed_email=claimed_email,
             )
             conv = Conversation(
                 channel=channel,
@@ -197,8 +205,12 @@ class Core:
             return None
         return str(row.state)
 
+    def _clean_field(self, value: str | None, limit: int) -> str | None:
+        cleaned = clean_optional(value, limit)
+        return mask_sensitive(cleaned, self.mask_patterns)[:limit] if cleaned else None
+
     def _clean_text(self, text: str) -> str:
-        text = (text or "").replace("\x00", "").strip()
+        text = clean_string(text or "").strip()
         if not text:
             raise CoreError("A message needs some text.")
         if len(text) > self.max_text:
@@ -222,6 +234,8 @@ class Core:
         Returns the message and whether it was new. `answer=False` records it without a turn
         (an edited message, an unsupported attachment)."""
         text = self._clean_text(text)
+        if platform_id is not None:
+            platform_id = clean_string(platform_id)
         # Two statements on the hot path: touch the conversation (which also says it exists),
         # then insert unless this platform id is already there. A duplicate is the rare case.
         async with self.sessions() as s, s.begin():
@@ -578,8 +592,11 @@ class Core:
         note_prefix: str = ";",
     ) -> MessageView | None:
         """A person's reply: reaches the shopper (and claims the conversation if nobody owns it).
-        A reply starting with the note prefix stays internal. Idempotent on `platform_id`."""
-        text = (text or "").strip()
+        A reply starting with the note prefix stays internal. Idempotent on `platform_id`.
+        Masked like a shopper's text: staff paste card numbers too, and a reply is stored and
+        sent on to the shopper's platform."""
+        text = clean_string(text or "").strip()
+        author = clean_string(author)
         if not text:
             raise CoreError("A reply needs some text.")
         if len(text) > self.max_text:
@@ -589,6 +606,7 @@ class Core:
         is_note = bool(note_prefix) and text.startswith(note_prefix)
         if is_note:
             text = text[len(note_prefix) :].strip() or text
+        text = mask_sensitive(text, self.mask_patterns)
         async with self.sessions() as s:
             async with s.begin():
                 conv = await s.get(Conversation, conversation_id, with_for_update=True)
@@ -819,14 +837,17 @@ class Core:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
             self._enqueue(s, conv, outbox.thread_notice(text))
 
-    async def rate(self, conversation_id: int, score: int, channel: str) -> None:
-        """A shopper's one-tap rating, taken only once the conversation has been resolved."""
+    async def rate(self, conversation_id: int, score: int, channel: str) -> bool:
+        """A shopper's one-tap rating, taken only once the conversation has been resolved, and
+        once per conversation (False for a second one): CSAT counts conversations, not taps."""
         from storage.models import Rating, StateEvent
 
         if score not in (1, -1):
             raise CoreError("A rating is 1 (thumbs up) or -1 (thumbs down).")
         async with self.sessions() as s, s.begin():
-            conv = await s.get(Conversation, conversation_id)
+            # The row lock makes two simultaneous first ratings take turns (PostgreSQL; SQLite
+            # has one writer anyway).
+            conv = await s.get(Conversation, conversation_id, with_for_update=True)
             if conv is None:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
             resolved = await s.scalar(
@@ -836,7 +857,13 @@ class Core:
             )
             if resolved is None:
                 raise CoreError("Ratings are asked for after a conversation is resolved.")
+            rated = await s.scalar(
+                select(Rating.id).where(Rating.conversation_id == conversation_id).limit(1)
+            )
+            if rated is not None:
+                return False
             s.add(Rating(conversation_id=conversation_id, score=score, channel=channel))
+        return True
 
     async def enqueue_alert(self, text: str) -> None:
         async with self.sessions() as s, s.begin():
@@ -896,10 +923,18 @@ class Core:
         return view
 
     async def history(
-        self, conversation_id: int, *, after: int = 0, include_notes: bool = False
+        self,
+        conversation_id: int,
+        *,
+        after: int = 0,
+        include_notes: bool = False,
+        limit: int | None = None,
     ) -> list[MessageView]:
+        """Messages after `after`, oldest first; at most `limit` (a client pages with `after=`)."""
         async with self.sessions() as s:
-            return await repo.history(s, conversation_id, after=after, include_notes=include_notes)
+            return await repo.history(
+                s, conversation_id, after=after, include_notes=include_notes, limit=limit
+            )
 
     async def conversation_by_thread(self, thread_key: str) -> int | None:
         """The conversation whose inbox ticket this is (a reply in a Slack thread), if any."""

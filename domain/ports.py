@@ -22,8 +22,9 @@ class CustomerView:
     external_id: str
     name: str | None = None
     username: str | None = None
-    email: str | None = None
+    email: str | None = None  # proved: signed by the store, or given by the platform
     tier: str | None = None
+    claimed_email: str | None = None  # what the shopper's page said, unsigned: not proof
 
 
 @dataclass(frozen=True)

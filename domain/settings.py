@@ -64,7 +64,21 @@ class Settings(BaseSettings):
     inbox_session_days: float = Field(default=14.0, gt=0)
     staff_link_hours: float = Field(default=72.0, gt=0)
     inbox_login_limit: str = "10/15minutes"
-    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated CIDRs).
+    # The widget on the store's own site. Origins (scheme://host[:port], comma-separated) whose
+    # pages may embed it; the service's own origin (and PUBLIC_URL's) always may; `*` (any site)
+    # only in demo mode.
+    widget_origins: str = ""
+    # Signs a logged-in shopper's email (data-user-hash = hex HMAC-SHA256 of data-email): only a
+    # signed email counts as the shopper's; an unsigned one is shown as a claim.
+    widget_identity_secret: SecretStr | None = None
+    # Rates like 30/minute, 5/10s, 1000/hour (0/minute turns one off). Conversations are
+    # counted per client address, messages per conversation, both per instance.
+    widget_create_limit: str = "30/minute"
+    widget_message_limit: str = "30/minute"
+    widget_socket_limit: int = Field(default=5, ge=0)  # open sockets per conversation (tabs)
+    widget_history_page: int = Field(default=100, ge=1, le=1000)  # messages per history page
+    # Proxies (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For (and, for the
+    # inbox, X-Forwarded-Proto) are believed.
     trusted_proxies: str = ""
 
     @property

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -49,7 +50,49 @@ def after_commit(session: AsyncSession, callback: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+_ARGUMENT = "invalid input for query argument"
+
+
+def _redact(exc: BaseException | None) -> None:
+    """What PostgreSQL and asyncpg put in an error besides the parameters: a DETAIL with the
+    row's key or values ("Key (email)=(ann@example.com) already exists", "Failing row contains
+    (...)"), and asyncpg's "invalid input for query argument $3: 'the text…' (reason)"."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(getattr(exc, "detail", None), str) and exc.detail:
+            exc.detail = "(hidden: it may hold the row's values)"  # type: ignore[attr-defined]
+        if exc.args and isinstance(exc.args[0], str) and _ARGUMENT in exc.args[0]:
+            exc.args = (_hide_argument(exc.args[0]), *exc.args[1:])
+        exc = exc.__cause__ or exc.__context__
+
+
+def _hide_argument(message: str) -> str:
+    start = message.index(_ARGUMENT)
+    colon = message.find(": ", start)
+    reason = message.rfind(" (", colon)
+    if colon < 0:
+        return message
+    tail = message[reason:] if reason > colon else ""
+    return message[: colon + 2] + "(value hidden)" + tail
+
+
+def _hide_error_values(context: ExceptionContext) -> None:
+    _redact(context.original_exception)
+    _redact(context.sqlalchemy_exception)
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    # A failed statement's message must not carry its parameters: they are shoppers' names,
+    # emails and messages, and the message ends up in logs and tracebacks.
+    kwargs.setdefault("hide_parameters", True)
+    engine = _make_engine(url, **kwargs)
+    if kwargs["hide_parameters"]:
+        event.listen(engine.sync_engine, "handle_error", _hide_error_values)
+    return engine
+
+
+def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and several connections contending for
         # its lock wait in SQLite's busy handler (sleeps of up to 100 ms), which under a burst

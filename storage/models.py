@@ -57,6 +57,8 @@ class Customer(Base):
     name: Mapped[str | None] = mapped_column(String(200))
     username: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320))
+    # An email the shopper's page gave without the store's signature: shown, never proof.
+    claimed_email: Mapped[str | None] = mapped_column(String(320))
     tier: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

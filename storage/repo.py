@@ -36,6 +36,7 @@ def customer_view(c: Customer) -> CustomerView:
         username=c.username,
         email=c.email,
         tier=c.tier,
+        claimed_email=c.claimed_email,
     )
 
 
@@ -176,6 +177,7 @@ async def get_or_create_customer(
     name: str | None = None,
     username: str | None = None,
     email: str | None = None,
+    claimed_email: str | None = None,
 ) -> Customer:
     found = await session.scalar(
         select(Customer).where(Customer.channel == channel, Customer.external_id == external_id)
@@ -187,9 +189,16 @@ async def get_or_create_customer(
             found.username = username
         if email and not found.email:
             found.email = email
+        if claimed_email and not found.claimed_email:
+            found.claimed_email = claimed_email
         return found
     customer = Customer(
-        channel=channel, external_id=external_id, name=name, username=username, email=email
+        channel=channel,
+        external_id=external_id,
+        name=name,
+        username=username,
+        email=email,
+        claimed_email=claimed_email,
     )
     session.add(customer)
     await session.flush()

@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from agent import rules
 from bot.app import SERVICES, Services, build_app
 from bot.shop_server import ShopData, start_shop
+from bridges.widget.embedding import sign_email
 from domain.settings import Settings
 from domain.storeconfig import StoreConfig, load_config
 
@@ -99,12 +100,25 @@ async def shop() -> AsyncIterator[tuple[ShopData, str]]:
     await runner.cleanup()
 
 
+# The store's secret for signing a logged-in shopper's email (WIDGET_IDENTITY_SECRET).
+WIDGET_SECRET = "widget-identity-secret"
+
+
+def signed(email: str | None, **extra: Any) -> dict[str, Any]:
+    """A widget's body for a shopper the store's page vouches for: only a signed email is proof."""
+    body = {k: v for k, v in extra.items() if v is not None}
+    if email:
+        body.update(email=email, user_hash=sign_email(WIDGET_SECRET, email))
+    return body
+
+
 def make_settings(tmp_path: Path, shop_url: str, **overrides: Any) -> Settings:
     base: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path}/handoff.db",
         "shop_api_url": shop_url,
         "inbox_token": INBOX_TOKEN,
         "delivery_poll_seconds": 0.05,
+        "widget_identity_secret": WIDGET_SECRET,
     }
     base.update(overrides)
     return Settings(_env_file=None, **base)

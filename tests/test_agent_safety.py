@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import eventually, inbox_login, services
+from tests.conftest import eventually, inbox_login, services, signed
 
 
 async def _chat(client: Any, email: str | None, *texts: str) -> tuple[int, list[dict[str, Any]]]:
-    resp = await client.post("/api/conversations", json={"email": email} if email else {})
+    resp = await client.post("/api/conversations", json=signed(email))
     data = await resp.json()
     cid, token = data["conversation_id"], data["token"]
     for i, text in enumerate(texts):

@@ -16,7 +16,7 @@ from core.spikes import SpikeConfig, SpikeMonitor, binomial_tail, detect, find_s
 from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import Conversation, Customer, Message, Rating, StateEvent, TagEvent
-from tests.conftest import INBOX_TOKEN, eventually, inbox_login, services
+from tests.conftest import INBOX_TOKEN, eventually, inbox_login, services, signed
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 CFG = SpikeConfig(
@@ -239,7 +239,7 @@ async def test_stats_cli_table_and_json(
 
 async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> None:
     client = await make_client(metrics_token="scrape-secret")
-    resp = await client.post("/api/conversations", json={"email": "ann@example.com"})
+    resp = await client.post("/api/conversations", json=signed("ann@example.com"))
     data = await resp.json()
     await client.post(
         f"/api/conversations/{data['conversation_id']}/messages?token={data['token']}",

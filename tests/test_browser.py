@@ -21,7 +21,7 @@ if not CHROMIUM:
 
 from playwright.async_api import Browser, Page, async_playwright, expect  # noqa: E402
 
-from tests.conftest import INBOX_TOKEN, services  # noqa: E402
+from tests.conftest import INBOX_TOKEN, services, signed  # noqa: E402
 
 pytestmark = pytest.mark.browser
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,7 +52,7 @@ async def _login(page: Page, client: Any, name: str = "Maria Lopez") -> None:
 
 
 async def test_shopper_and_person_chat_through_widget_and_inbox(make_client: Any, browser: Browser) -> None:
-    client = await make_client()
+    client = await make_client(demo=True)  # the sample shop page is served in demo mode only
     base = str(client.make_url("")).rstrip("/")
     shopper = await browser.new_page(viewport={"width": 390, "height": 800})  # a phone
     await shopper.goto(base + "/")
@@ -103,7 +103,7 @@ async def test_stats_page_shows_known_tags(make_client: Any, browser: Browser) -
     client = await make_client()
     base = str(client.make_url("")).rstrip("/")
     for text in ("I want to talk to a person", "Can I speak to a human?", "My payment for FP-100311 failed"):
-        data = await (await client.post("/api/conversations", json={"email": "ann@example.com"})).json()
+        data = await (await client.post("/api/conversations", json=signed("ann@example.com"))).json()
         await client.post(f"/api/conversations/{data['conversation_id']}/messages?token={data['token']}", json={"text": text, "client_id": "1"})
     await services(client).core.idle()
     page = await browser.new_page(viewport={"width": 390, "height": 800})

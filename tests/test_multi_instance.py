@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from bot.shop_server import free_port
 from storage.migrate import upgrade_async
-from tests.conftest import INBOX_TOKEN, inbox_login
+from tests.conftest import INBOX_TOKEN, WIDGET_SECRET, inbox_login, signed
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("TEST_DATABASE_URL")
@@ -52,6 +52,7 @@ class Instance:
         env.update(
             DATABASE_URL=url,
             INBOX_TOKEN=INBOX_TOKEN,
+            WIDGET_IDENTITY_SECRET=WIDGET_SECRET,
             SHOP_API_URL=shop_url,
             LOG_LEVEL="WARNING",
             DELIVERY_LEASE_SECONDS="3",
@@ -114,7 +115,7 @@ async def test_two_instances_burst_kill_and_cross_instance_reply(pg_url: str, sh
             for i in range(12):
                 inst = (a, b)[i % 2]
                 async with http.post(
-                    inst.base + "/api/conversations", json={"email": "ann@example.com"}
+                    inst.base + "/api/conversations", json=signed("ann@example.com")
                 ) as r:
                     data = await r.json()
                 convs.append((data["conversation_id"], data["token"]))

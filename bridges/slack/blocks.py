@@ -219,8 +219,9 @@ def parent_blocks(
         parts = parts[: room - 1] + [f"{ELLIPSIS} ({missing} more characters not shown)"]
     blocks.extend(_section(p) for p in parts)
     blocks.extend(tail)
+    # The fallback is mrkdwn too (notifications, clients without blocks): escaped like the rest.
     fallback = clip(
-        f"#{conv.id} {', '.join(conv.tags) or 'handoff'}: {conv.reason or 'handoff'} "
+        f"#{conv.id} {escape(', '.join(conv.tags) or 'handoff')}: {escape(conv.reason or 'handoff')} "
         f"({_status(conv)})",
         TEXT_LIMIT,
     )

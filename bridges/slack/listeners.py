@@ -23,6 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridges.slack.blocks import escape
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.markup import to_plain
 from core.lifecycle import CommandResult, Core, CoreError, UnknownConversation
@@ -362,9 +363,10 @@ async def queue_text(ctx: SlackContext) -> str:
     for c in convs[:25]:
         mins = int((now - (c.handed_off_at or c.created_at)).total_seconds() // 60)
         age = f"{mins} min" if mins < 120 else f"{mins // 60} h {mins % 60} min"
-        who = c.customer.name or (f"@{c.customer.username}" if c.customer.username else "Shopper")
-        state = f"claimed by {c.owner}" if c.state == "claimed" and c.owner else "waiting"
-        tags = " ".join(f"{emoji.get(t, '')}`{t}`" for t in c.tags) or "no tags"
+        # A shopper chooses their own name: escaped, or it could @-mention the channel.
+        who = escape(c.customer.name or (f"@{c.customer.username}" if c.customer.username else "Shopper"))
+        state = f"claimed by {escape(c.owner)}" if c.state == "claimed" and c.owner else "waiting"
+        tags = " ".join(f"{emoji.get(t, '')}`{escape(t)}`" for t in c.tags) or "no tags"
         ref = c.inbox_ref or {}
         link = await ctx.permalink(ref["channel"], ref["ts"]) if ref.get("ts") else None
         number = f"<{link}|#{c.id}>" if link else f"#{c.id}"

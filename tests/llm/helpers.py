@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import services
+from tests.conftest import services, signed
 
 
 class Chat:
@@ -19,7 +19,7 @@ class Chat:
 
     @classmethod
     async def start(cls, client: TestClient, email: str | None = "ann@example.com") -> Chat:
-        body = {"email": email} if email else {}
+        body = signed(email)
         data = await (await client.post("/api/conversations", json=body)).json()
         return cls(client, data["conversation_id"], data["token"])
 

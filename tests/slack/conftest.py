@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from bot.app import Services
 from bridges.slack.listeners import SlackContext
-from tests.conftest import eventually, inbox_login, services
+from tests.conftest import eventually, inbox_login, services, signed
 from tests.slack.fake_slack import (
     SIGNING_SECRET,
     TOKEN,
@@ -69,7 +69,7 @@ class Harness:
     # ---------------------------------------------------------------- shopper side
 
     async def shopper(self, *texts: str, email: str = "ann@example.com", name: str = "Ann") -> tuple[int, str]:
-        resp = await self.client.post("/api/conversations", json={"email": email, "name": name})
+        resp = await self.client.post("/api/conversations", json=signed(email, name=name))
         data = await resp.json()
         cid, token = data["conversation_id"], data["token"]
         for text in texts:

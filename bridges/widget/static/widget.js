@@ -1,8 +1,12 @@
 /*
  * handoff chat widget: one <script src="https://host/widget.js" async></script> on any page.
- * Vanilla JS, no build step. Talks to the origin it was loaded from. Every text is inserted with
- * textContent, never as HTML. The conversation id and token live in localStorage, so a reload
- * keeps the chat; history is reloaded from the server (after the last id seen) on every connect.
+ * Vanilla JS, no build step. Talks to the origin it was loaded from (the support service), not
+ * the page's, so it works on the store's own site. Every text is inserted with textContent, never
+ * as HTML. The conversation id and token live in localStorage, so a reload keeps the chat;
+ * history is reloaded from the server (after the last id seen, a page at a time) on every
+ * connect. A logged-in shopper: data-email plus data-user-hash (the store's HMAC of it).
+ * When the service says "too many" (429, or an error frame with retry_after) the widget says so
+ * calmly and tries again by itself after the time it was given.
  */
 (function () {
   "use strict";
@@ -42,6 +46,7 @@
     ".hw-form button{border:0;border-radius:10px;background:#1d4ed8;color:#fff;padding:0 14px;font:inherit;cursor:pointer}",
     ".hw-note{font-size:12px;color:#b91c1c;padding:0 12px 6px;display:none}",
     ".hw-note.hw-show{display:block}",
+    ".hw-note.hw-calm{color:#4b5563}",
     ".hw-rate{align-self:center;display:flex;gap:10px}",
     ".hw-rate button{font-size:20px;background:#fff;border:1px solid #d1d5db;border-radius:20px;padding:2px 12px;cursor:pointer}",
     "@media (max-width:480px){.hw-panel{right:0;bottom:0;width:100vw;max-width:100vw;height:100%;max-height:100%;border-radius:0}}"
@@ -149,29 +154,49 @@
   }
   function hideTyping() { typing.className = "hw-typing"; clearTimeout(typingTimer); }
 
-  function showNote(text) {
+  function showNote(text, calm) {
     note.textContent = text || "";
-    note.className = "hw-note" + (text ? " hw-show" : "");
+    note.className = "hw-note" + (text ? " hw-show" : "") + (calm ? " hw-calm" : "");
   }
+
+  // The service asked us to slow down: say so without alarm, and try again by ourselves.
+  function busy(seconds, what) {
+    var s = Math.max(1, Math.min(300, Math.ceil(Number(seconds) || 5)));
+    showNote(what + " Trying again in " + s + " second" + (s === 1 ? "" : "s") + "…", true);
+    return s * 1000;
+  }
+  function Busy(seconds) { this.retryAfter = seconds; }
+  function retryAfterOf(r, d) { return (d && d.retry_after) || Number(r.headers.get("Retry-After")) || 5; }
 
   function start() {
     var c = load();
     if (c && c.id && c.token) { conv = c; return Promise.resolve(conv); }
     return fetch(api(""), {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ email: opts.email || null, name: opts.name || null })
-    }).then(function (r) { return r.json(); }).then(function (d) {
+      body: JSON.stringify({ email: opts.email || null, user_hash: opts.userHash || null, name: opts.name || null })
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (d) {
+        if (r.status === 429) throw new Busy(retryAfterOf(r, d));
+        if (!r.ok || !d.conversation_id) throw new Error(d.error || "not started");
+        return d;
+      });
+    }).then(function (d) {
       conv = { id: d.conversation_id, token: d.token }; save(); return conv;
     });
   }
 
+  // One page after the last message we have; again while the service says there is more.
   function history() {
     return fetch(api("/" + conv.id + "/messages?token=" + encodeURIComponent(conv.token) + "&after=" + lastId))
       .then(function (r) {
         if (r.status === 403 || r.status === 404) { localStorage.removeItem(KEY); conv = null; throw new Error("reset"); }
         return r.json();
       })
-      .then(function (d) { d.messages.forEach(render); setState(d.state); });
+      .then(function (d) {
+        var before = lastId;
+        d.messages.forEach(render); setState(d.state);
+        if (d.more && lastId > before) return history();
+      });
   }
 
   function connect() {
@@ -189,6 +214,11 @@
       else if (f.type === "state") setState(f.state);
       else if (f.type === "typing") showTyping();
       else if (f.type === "sync") history().catch(function () {});
+      else if (f.type === "error" && f.retry_after) {
+        var p = pendingById(f.client_id);
+        var delay = busy(f.retry_after, "You're sending messages quickly.");
+        if (p) setTimeout(function () { deliver(p); }, delay);
+      }
       else if (f.type === "error") showNote(f.error);
     };
     ws.onclose = function () {
@@ -198,14 +228,51 @@
     };
   }
 
-  var booting = false;
+  var booting = false, bootFailures = 0;
   function boot() {
     if (booting) return;
     booting = true;
-    start().then(history).then(connect).catch(function (e) {
-      if (e && e.message === "reset") { booting = false; return boot(); }
-      setTimeout(function () { booting = false; boot(); }, 3000);
+    start().then(history).then(function () { bootFailures = 0; connect(); }).catch(function (e) {
+      booting = false;
+      if (e && e.message === "reset") return boot();
+      var delay = e instanceof Busy ? busy(e.retryAfter, "Lots of people are chatting right now.")
+        : Math.min(60000, 3000 * Math.pow(2, bootFailures++));
+      setTimeout(function () { if (!booting) { if (e instanceof Busy) showNote(""); boot(); } }, delay);
     }).finally(function () { booting = false; });
+  }
+
+  function pendingById(clientId) {
+    for (var i = 0; i < pending.length; i++) if (pending[i].clientId === clientId) return pending[i];
+    return null;
+  }
+
+  // Send one pending message: on the socket when it is open, else over HTTP; a 429 waits the
+  // time the service gave and sends it again (same client_id: it is stored once either way).
+  function deliver(p) {
+    if (pending.indexOf(p) < 0) return;
+    if (ws && ws.readyState === 1) {
+      ws.send(JSON.stringify({ type: "message", text: p.text, client_id: p.clientId }));
+      return;
+    }
+    start().then(function () {
+      return fetch(api("/" + conv.id + "/messages?token=" + encodeURIComponent(conv.token)), {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ text: p.text, client_id: p.clientId })
+      });
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (d) {
+        if (r.status === 429) {
+          var delay = busy(retryAfterOf(r, d), "You're sending messages quickly.");
+          setTimeout(function () { deliver(p); }, delay);
+        } else if (d.error) showNote(d.error);
+        else if (d.message) { showNote(""); render(d.message); }
+      });
+    }).catch(function (e) {
+      if (e instanceof Busy) {
+        var delay = busy(e.retryAfter, "Lots of people are chatting right now.");
+        setTimeout(function () { deliver(p); }, delay);
+      } else showNote("Not sent: check your connection and try again.");
+    });
   }
 
   function submit(text) {
@@ -217,20 +284,10 @@
     var node = el("div", "hw-msg hw-pending"); node.setAttribute("data-role", "shopper");
     node.appendChild(document.createTextNode(text));
     list.appendChild(node); scroll();
-    pending.push({ text: text, node: node, clientId: clientId });
+    var p = { text: text, node: node, clientId: clientId };
+    pending.push(p);
     if (state === "resolved") setState("bot");
-    if (ws && ws.readyState === 1) {
-      ws.send(JSON.stringify({ type: "message", text: text, client_id: clientId }));
-    } else {
-      start().then(function () {
-        return fetch(api("/" + conv.id + "/messages?token=" + encodeURIComponent(conv.token)), {
-          method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ text: text, client_id: clientId })
-        });
-      }).then(function (r) { return r.json(); }).then(function (d) {
-        if (d.error) showNote(d.error); else if (d.message) render(d.message);
-      }).catch(function () { showNote("Not sent: check your connection and try again."); });
-    }
+    deliver(p);
   }
 
   form.addEventListener("submit", function (e) { e.preventDefault(); submit(input.value); input.value = ""; });
