@@ -101,7 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.host:
         overrides["host"] = args.host
     # `handoff run` is production: a DEMO=true left in the environment must not switch off its
-    # checks (open inbox, open metrics, any origin); only `handoff demo` is demo mode.
+    # checks (unverified Slack or Telegram requests, open /metrics, any origin, the demo page);
+    # only `handoff demo` is demo mode.
     settings = Settings(**overrides, demo=False)
     try:
         config = _config(args, settings)
