@@ -291,17 +291,26 @@ class IntentClassifier:
             self._cache[prepared] = result
         return result
 
-    def classify(self, text: str) -> list[SentenceIntents]:
+    def classify(self, text: str, previous: str | None = None) -> list[SentenceIntents]:
         """Every sentence of `text` with its intents (those whose probability clears their bar).
-        (Reading long sentences clause by clause as well was measured and dropped: short clauses
-        gave confident intents to stray phrases such as "my account".)"""
-        out = []
+        A sentence with no intent of its own is read once more together with the sentence before
+        it (for the first, the end of `previous`, the shopper's message before): "could you let
+        me have it anyway?" is a request only after "the code expired". (Reading long sentences
+        clause by clause as well was measured and dropped: short clauses gave confident intents
+        to stray phrases such as "my account".)"""
+        out: list[SentenceIntents] = []
+        before = prepare(split_sentences(previous)[-1]) if previous and split_sentences(previous) else ""
         for raw in split_sentences(text):
             prepared = prepare(raw)
             if not prepared:
                 continue
             best, prob, over = self._predict(prepared)
+            if not over and before:
+                p_best, p_prob, p_over = self._predict(f"{before} {prepared}")
+                if p_over and p_prob > prob:
+                    best, prob, over = p_best, p_prob, p_over
             out.append(SentenceIntents(raw, best, prob, list(over)))
+            before = prepared
         return out
 
     def intents(self, text: str) -> set[str]:
