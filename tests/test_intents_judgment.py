@@ -97,3 +97,19 @@ def test_a_question_inside_an_injection_is_not_an_intent_handoff() -> None:
     )
     report = asyncio.run(run_eval([sc], KNOWLEDGE, load_config()))
     assert set(report.results[0].tags) <= {"unanswered"}
+
+
+def test_digits_alone_find_the_order_when_the_stores_pages_show_its_form(tmp_path: Path) -> None:
+    """The prefix and length are learned from the order number the help pages show."""
+    (tmp_path / "orders.md").write_text(
+        "# Your order\n\nYour order number looks like ZQ-1234567 and is in the confirmation email.\n"
+    )
+    sc = scenario(
+        "digits-only",
+        ["hi, where is order 7654321?"],
+        tags=[],
+        orders=[order("ZQ-7654321", M, status="shipped")],
+    )
+    report = asyncio.run(run_eval([sc], tmp_path, load_config()))
+    replies = " ".join(t for role, t in report.results[0].transcript if role == "agent")
+    assert "ZQ-7654321" in replies and "shipped" in replies
