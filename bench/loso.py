@@ -43,8 +43,8 @@ MEASURES = (
     "knowledge_hit_rate",
 )
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
-MIN_CONFIDENCE = (0.25, 0.33, 0.4)
-DEFAULT = (0.4, 0.33)
+MIN_CONFIDENCE = (0.35, 0.45, 0.55)
+DEFAULT = (0.4, 0.45)
 
 
 def configured(base: StoreConfig, threshold: float, min_confidence: float) -> StoreConfig:
