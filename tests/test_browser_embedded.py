@@ -166,6 +166,7 @@ async def test_limits_are_shown_calmly_and_the_widget_carries_on(
         await _say(first, f"message {i}")
     await expect(first.locator("#hw-note")).to_contain_text("sending messages quickly")
     await expect(first.locator(".hw-msg.hw-pending")).to_have_count(0, timeout=15000)
+    await expect(first.locator("#hw-note")).to_be_hidden()  # said once it had gone
     sent = first.locator(".hw-msg[data-role=shopper]")
     await expect(sent).to_have_count(5)
     history = await services(client).core.history(

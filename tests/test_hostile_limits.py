@@ -4,6 +4,7 @@ conversations, messages, sockets and ratings; and history that arrives a page at
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -91,6 +92,25 @@ async def test_messages_per_conversation_are_limited_on_http_and_socket(make_cli
         json={"text": "hi", "client_id": "x"},
     )
     assert resp.status == 200
+
+
+async def test_a_socket_that_floods_while_told_to_wait_is_closed(make_client: Any) -> None:
+    client = await make_client(widget_message_limit="3/minute")
+    data = await (await client.post("/api/conversations", json={})).json()
+    cid, token = data["conversation_id"], data["token"]
+    ws = await client.ws_connect(f"/api/conversations/{cid}/ws?token={token}")
+    assert (await ws.receive_json(timeout=5))["type"] == "state"
+    for i in range(200):  # messages and garbage alike
+        if ws.closed:
+            break
+        await ws.send_str("not json" if i % 2 else json.dumps({"type": "message", "text": f"m{i}", "client_id": str(i)}))
+    while (await ws.receive(timeout=10)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+        pass
+    assert ws.close_code == aiohttp.WSCloseCode.POLICY_VIOLATION
+    await services(client).core.idle()
+    async with services(client).core.sessions() as s:
+        stored = await s.scalar(select(func.count()).where(Message.conversation_id == cid, Message.role == "shopper"))
+    assert stored <= 3
 
 
 async def test_sockets_per_conversation_are_limited(make_client: Any) -> None:

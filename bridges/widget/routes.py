@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from bridges.widget.embedding import WidgetPolicy
 from core.lifecycle import Core, CoreError, UnknownConversation
@@ -33,6 +33,7 @@ MAX_BODY = 64 * 1024
 MAX_DEPTH = 8  # the widget's bodies are flat objects; deeper nesting is refused, not parsed on
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one is no conversation
 API = "/api/conversations"
+MAX_REFUSED_FRAMES = 20  # frames in a row sent while told to wait, before the socket is closed
 
 
 class WidgetChannel:
@@ -337,10 +338,16 @@ class WidgetRoutes:
         return ws
 
     async def _frames(self, ws: web.WebSocketResponse, cid: int) -> None:
+        """Every frame the shopper sends takes one of the conversation's message tokens (garbage
+        costs as much as a message); a client that keeps sending while told to wait is cut off."""
+        refused = 0
         async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                if frame.type == WSMsgType.ERROR:
-                    break
+            if frame.type == WSMsgType.ERROR:
+                break
+            if frame.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                continue
+            wait = self._message_wait(cid)
+            if frame.type == WSMsgType.BINARY:
                 continue
             try:
                 data = parse_object(frame.data)
@@ -348,11 +355,11 @@ class WidgetRoutes:
                 await ws.send_json({"type": "error", "error": "frames must be JSON objects"})
                 continue
             client_id = data.get("client_id") if isinstance(data.get("client_id"), str | int) else None
-            if data.get("type") != "message":
-                await ws.send_json({"type": "error", "error": "unknown frame type"})
-                continue
-            wait = self._message_wait(cid)
             if wait:
+                refused += 1
+                if refused > MAX_REFUSED_FRAMES:
+                    await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+                    break
                 await ws.send_json(
                     {
                         "type": "error",
@@ -361,6 +368,10 @@ class WidgetRoutes:
                         "retry_after": wait,
                     }
                 )
+                continue
+            refused = 0
+            if data.get("type") != "message":
+                await ws.send_json({"type": "error", "error": "unknown frame type"})
                 continue
             result = await self._take(cid, data, as_http=False)
             assert isinstance(result, dict)

@@ -110,6 +110,8 @@
           pending[i].node.remove(); pending.splice(i, 1); break;
         }
       }
+      // Everything that was waiting has gone: the "trying again" note has nothing left to say.
+      if (!pending.length && note.classList.contains("hw-calm")) showNote("");
     }
     if (m.role === "agent" || m.role === "human") hideTyping();
     var node = el("div", "hw-msg");
