@@ -33,7 +33,7 @@ from agent.text import normalize
 
 DATA_DIR = Path(__file__).resolve().parent / "intent_data"
 NONE = "none"
-DEFAULT_THRESHOLD = 0.4
+DEFAULT_THRESHOLD = 0.5
 
 _EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[a-z]{2,}")
 _CODE = re.compile(r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b")
@@ -291,26 +291,17 @@ class IntentClassifier:
             self._cache[prepared] = result
         return result
 
-    def classify(self, text: str, previous: str | None = None) -> list[SentenceIntents]:
+    def classify(self, text: str) -> list[SentenceIntents]:
         """Every sentence of `text` with its intents (those whose probability clears their bar).
-        A sentence with no intent of its own is read once more together with the sentence before
-        it (for the first, the end of `previous`, the shopper's message before): "could you let
-        me have it anyway?" is a request only after "the code expired". (Reading long sentences
-        clause by clause as well was measured and dropped: short clauses gave confident intents
-        to stray phrases such as "my account".)"""
+        Two ways of reading more than the sentence were measured and dropped: long sentences
+        clause by clause, and a sentence with no intent together with the one before it; both
+        gave confident intents to stray phrases ("my account", a neighbour's denial)."""
         out: list[SentenceIntents] = []
-        before = prepare(split_sentences(previous)[-1]) if previous and split_sentences(previous) else ""
         for raw in split_sentences(text):
             prepared = prepare(raw)
-            if not prepared:
-                continue
-            best, prob, over = self._predict(prepared)
-            if not over and before:
-                p_best, p_prob, p_over = self._predict(f"{before} {prepared}")
-                if p_over and p_prob > prob:
-                    best, prob, over = p_best, p_prob, p_over
-            out.append(SentenceIntents(raw, best, prob, list(over)))
-            before = prepared
+            if prepared:
+                best, prob, over = self._predict(prepared)
+                out.append(SentenceIntents(raw, best, prob, list(over)))
         return out
 
     def intents(self, text: str) -> set[str]:

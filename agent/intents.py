@@ -56,9 +56,9 @@ def surface(text: str) -> Intents:
     )
 
 
-def detect(text: str, classifier: IntentClassifier, previous: str | None = None) -> Intents:
+def detect(text: str, classifier: IntentClassifier) -> Intents:
     result = surface(text)
-    result.sentences = classifier.classify(text, previous)
+    result.sentences = classifier.classify(text)
     result.found = {i for s in result.sentences for i in s.intents}
     return result
 

@@ -119,8 +119,7 @@ class OfflineAgent:
         text = shopper[-1].text if shopper else ""
         mem["turn"] += 1
         if intents is None:
-            previous = shopper[-2].text if len(shopper) > 1 else None
-            det = detect(text, self.classifier, previous)
+            det = detect(text, self.classifier)
         else:
             det = from_names(text, intents, self.classifier.names)
         mem["intents"] = sorted(set(mem["intents"]) | (det.found - TURN_INTENTS))

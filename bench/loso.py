@@ -44,7 +44,7 @@ MEASURES = (
 )
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 MIN_CONFIDENCE = (0.35, 0.45, 0.55)
-DEFAULT = (0.4, 0.45)
+DEFAULT = (0.5, 0.45)
 
 
 def configured(base: StoreConfig, threshold: float, min_confidence: float) -> StoreConfig:
