@@ -262,8 +262,9 @@ def cmd_staff(args: argparse.Namespace) -> int:
                         notes.append("login link not used yet")
                     print(f"{p.name}\t{', '.join(notes)}\tsince {p.created_at:%Y-%m-%d}")
                 return 0
-            if await accounts.remove(args.name):
-                print(f"removed {args.name}: their sessions have ended")
+            removed = await accounts.remove(args.name)
+            if removed:
+                print(f"removed {removed}: their sessions have ended")
                 return 0
             print(f"no staff account named {args.name!r}", file=sys.stderr)
             return 1

@@ -150,14 +150,15 @@ class StaffAccounts:
         async with self.sessions() as s:
             return await repo.list_staff(s, self.clock())
 
-    async def remove(self, name: str) -> bool:
-        """Delete the account and end every session it has: its next request is refused."""
+    async def remove(self, name: str) -> str | None:
+        """Delete the account and end every session it has: its next request is refused.
+        The account's name as it was stored, or None if there was none."""
         async with self.sessions() as s, s.begin():
             staff = await repo.find_staff(s, name)
             if staff is None:
-                return False
+                return None
             await repo.remove_staff(s, staff.id)
-        return True
+            return staff.name
 
     # ---------------------------------------------------------------- sessions
 
@@ -176,6 +177,7 @@ class StaffAccounts:
                 if view is None:
                     return None
                 person = Person(view.id, view.name, view.is_admin)
+            await repo.prune_staff_sessions(s, now)  # expired ones go as new ones come
             session_id = secrets.token_urlsafe(32)
             await repo.add_staff_session(
                 s, person.staff_id, digest(session_id), now + self.session_lifetime

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.ports import ConversationView, CustomerView, MessageView
+from domain.ports import STATES, ConversationView, CustomerView, MessageView
 from storage.models import (
     Conversation,
     ConversationTag,
@@ -356,7 +356,11 @@ async def inbox_page(
 ) -> list[ConversationView]:
     """One page of a tab: a single LIMIT/OFFSET query, then the page's customers and tags."""
     spec = INBOX_TABS[tab]
-    q = select(Conversation).where(Conversation.state.in_(spec.states))
+    q = select(Conversation)
+    if len(spec.states) == 1:  # an equality, so that (state, id) serves "newest first" as is
+        q = q.where(Conversation.state == spec.states[0])
+    elif set(spec.states) != set(STATES):  # "all" walks the primary key backwards, no filter
+        q = q.where(Conversation.state.in_(spec.states))
     if spec.mine:
         q = q.where(Conversation.owner == me)
     q = q.order_by(*QUEUE_ORDER) if spec.queue_order else q.order_by(Conversation.id.desc())
