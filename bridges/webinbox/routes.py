@@ -74,10 +74,34 @@ class WebInbox:
         return []
 
 
+def customer_json(c: ConversationView) -> dict[str, Any]:
+    """Who the shopper is, as far as it is proved. The agent's lookup (in the context) counts
+    only when verified: an order named but not proved may belong to someone else (a VIP), whose
+    details are kept apart as the order's owner, not verified, never as the shopper's."""
+    customer = c.customer
+    found = c.context.get("customer")
+    found = found if isinstance(found, dict) else {}
+    proved = bool(found.get("verified"))
+    claimed = getattr(customer, "claimed_email", None)
+    out: dict[str, Any] = {
+        "name": customer.name,
+        "email": customer.email or (found.get("email") if proved else None),
+        # An address the shopper's page passed unsigned, or typed: a claim, shown as such.
+        "claimed_email": claimed,
+        "tier": (found.get("tier") if proved else None) or customer.tier,
+        "username": customer.username,
+        "order_owner": None,
+    }
+    own = {e.lower() for e in (customer.email, claimed) if e}
+    email = found.get("email")
+    if not proved and (found.get("tier") or (email and str(email).lower() not in own)):
+        out["order_owner"] = {"email": email, "tier": found.get("tier"), "verified": False}
+    return out
+
+
 def conversation_json(
     c: ConversationView, *, detail: bool = False, last_text: str | None = None, me: str | None = None
 ) -> dict[str, Any]:
-    customer = c.customer
     out: dict[str, Any] = {
         "id": c.id,
         "state": c.state,
@@ -87,14 +111,7 @@ def conversation_json(
         "reason": c.reason,
         "summary": c.summary,
         "channel": c.channel,
-        "customer": {
-            "name": customer.name,
-            "email": customer.email or (c.context.get("customer") or {}).get("email"),
-            # An address the shopper's page passed unsigned, or typed: a claim, shown as such.
-            "claimed_email": getattr(customer, "claimed_email", None),
-            "tier": (c.context.get("customer") or {}).get("tier") or customer.tier,
-            "username": customer.username,
-        },
+        "customer": customer_json(c),
         "handed_off_at": c.handed_off_at.isoformat() if c.handed_off_at else None,
         "created_at": c.created_at.isoformat(),
         "blocked": c.blocked,
@@ -427,22 +444,33 @@ class WebInboxRoutes:
                     with contextlib.suppress(ConnectionResetError, RuntimeError):
                         await ws.send_json(event)
 
-            async def guard() -> None:
-                while not ws.closed:
-                    await asyncio.sleep(self.session_recheck_seconds)
-                    if await self._accounts().person(session_id) is None:
-                        await ws.close(code=4401, message=b"signed out")
-                        return
-
-            tasks = [asyncio.create_task(pump()), asyncio.create_task(guard())]
+            task = asyncio.create_task(pump())
             try:
-                async for frame in ws:
-                    if frame.type == WSMsgType.ERROR:
-                        break
+                signed_out = await self._read_until_closed(ws, session_id)
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if signed_out and not ws.closed:
+                # Closed here, by the task that reads, once nothing else is sending.
+                await ws.close(code=4401, message=b"signed out")
         return ws
+
+    async def _read_until_closed(self, ws: web.WebSocketResponse, session_id: str | None) -> bool:
+        """Read the socket until the client goes; True if the session ended first."""
+        loop = asyncio.get_running_loop()
+        next_check = loop.time() + self.session_recheck_seconds
+        while not ws.closed:
+            try:
+                frame = await ws.receive(timeout=max(0.0, next_check - loop.time()))
+            except TimeoutError:
+                frame = None
+            if frame is not None and frame.type in (
+                WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR
+            ):
+                return False
+            if loop.time() >= next_check:
+                if await self._accounts().person(session_id) is None:
+                    return True
+                next_check = loop.time() + self.session_recheck_seconds
+        return False

@@ -195,6 +195,10 @@
       title.appendChild(el("span", "unverified", "(not verified)"));
     }
     title.appendChild(document.createTextNode((cu.tier ? " · " + cu.tier : "") + " · " + c.channel));
+    var owner = cu.order_owner;
+    $("detail-order-owner").hidden = !owner;
+    $("detail-order-owner").textContent = owner ? "Order owner (not verified): " +
+      [owner.email, owner.tier ? owner.tier + " tier" : null].filter(Boolean).join(" · ") : "";
     $("detail-state").textContent = c.state;
     $("detail-owner").textContent = c.owner ? "owned by " + c.owner : "";
     var t = $("detail-tags"); t.replaceChildren();
