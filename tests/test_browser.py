@@ -153,7 +153,7 @@ async def test_admin_adds_a_person_whose_inbox_updates_live_until_they_are_remov
 
     # A shopper is handed off meanwhile: Lee's list gains the row and its count, patched from
     # the live event (one small request for that id), without reloading the list.
-    data = await (await client.post("/api/conversations", json={})).json()
+    data = await (await client.post("/api/conversations", json={"email": "who@example.com"})).json()  # unsigned
     cid = data["conversation_id"]
     await client.post(f"/api/conversations/{cid}/messages?token={data['token']}",
                       json={"text": "Can I talk to a person please?", "client_id": "1"})
@@ -163,8 +163,11 @@ async def test_admin_adds_a_person_whose_inbox_updates_live_until_they_are_remov
     assert len([u for u in urls if "/inbox/api/conversations?state=" in u]) == reloads
     assert any(f"/inbox/api/conversations?ids={cid}" in u for u in urls)
 
+    await expect(lee.locator(f".conv-item[data-id='{cid}']")).to_contain_text("who@example.com (not verified)")
+
     # Lee claims it: it moves to Lee's "Mine", under Lee's name.
     await lee.locator(f".conv-item[data-id='{cid}']").click()
+    await expect(lee.locator("#detail-title")).to_contain_text("<who@example.com> (not verified)")
     await lee.click("#btn-claim")
     await expect(lee.locator("#detail-owner")).to_have_text("owned by Lee Chan")
     await expect(lee.locator("#filters [data-count=mine]")).to_have_text("1")

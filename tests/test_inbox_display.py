@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import update
 
 from storage.models import Conversation
-from tests.conftest import inbox_login, services
+from tests.conftest import inbox_login, services, signed
 
 
 async def _chat(client: Any, text: str, **body: Any) -> int:
@@ -60,3 +60,14 @@ async def test_an_unproved_lookup_is_the_order_owner_not_verified_and_a_proved_o
     assert proved["email"] == "vera@example.com" and proved["tier"] == "vip" and proved["order_owner"] is None
     odd = await customer_with({"customer": "not verified"})  # whatever an agent leaves there
     assert odd["email"] is None and odd["order_owner"] is None
+
+
+async def test_an_unsigned_email_is_a_claim_and_a_signed_one_is_the_shoppers(make_client: Any) -> None:
+    client = await make_client()
+    claimed = await _chat(client, "hello", email="someone@example.com")
+    vouched = await _chat(client, "hello", **signed("ann@example.com"))
+    maria = await inbox_login(client)
+    rows = {c["id"]: c["customer"] for c in (
+        await (await client.get("/inbox/api/conversations?state=all", headers=maria)).json())["conversations"]}
+    assert rows[claimed]["email"] is None and rows[claimed]["claimed_email"] == "someone@example.com"
+    assert rows[vouched]["email"] == "ann@example.com" and rows[vouched]["claimed_email"] is None
