@@ -53,7 +53,7 @@ class Passage:
 class _HTMLText(HTMLParser):
     """HTML to Markdown-ish text: headings become '#' lines so chunking treats both alike."""
 
-    BLOCK = {"p", "div", "li", "tr", "br", "section", "article", "table", "ul", "ol"}
+    BLOCK = {"p", "div", "li", "br", "section", "article", "table", "ul", "ol"}
     SKIP = {"script", "style", "nav", "footer", "head"}
 
     def __init__(self) -> None:
@@ -68,12 +68,17 @@ class _HTMLText(HTMLParser):
             self.out.append("\n" + "#" * int(tag[1]) + " ")
         elif tag in self.BLOCK:
             self.out.append("\n")
+        elif tag == "tr":
+            # One table row per line, in the Markdown form the chunker and the quoting read.
+            self.out.append("\n")
         elif tag in ("td", "th"):
             self.out.append(" | ")
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP:
             self._skip = max(0, self._skip - 1)
+        elif tag == "tr":
+            self.out.append(" |")
         elif re.fullmatch(r"h[1-6]", tag) or tag in self.BLOCK:
             self.out.append("\n")
 
@@ -85,7 +90,8 @@ class _HTMLText(HTMLParser):
 def html_to_text(html: str) -> str:
     parser = _HTMLText()
     parser.feed(html)
-    return re.sub(r"\n\s*\n+", "\n\n", "".join(parser.out)).strip()
+    text = re.sub(r"\n\s*\n+", "\n\n", "".join(parser.out))
+    return "\n".join(line.strip() for line in text.splitlines()).strip()
 
 
 def chunk_document(source: str, text: str) -> list[Chunk]:

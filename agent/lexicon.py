@@ -412,6 +412,16 @@ def _prefix(rest: str) -> tuple[str, tuple[str, ...]] | None:
     return next(((p, e) for p, e in _BY_START.get(rest[:2], ()) if rest.startswith(p)), None)
 
 
+_ENGLISH = frozenset(e for english, _ in CONCEPTS for e in english if len(e) >= 4)
+
+
+@lru_cache(maxsize=8192)
+def looks_foreign(word: str) -> bool:
+    """A shop word of the other languages that is not also an English one ("cancel" is both)."""
+    word = word.replace("ß", "ss")
+    return _prefix(word) is not None and not any(word.startswith(e) for e in _ENGLISH)
+
+
 # A German compound may join its parts with an 's' or 'n' ("Lieferungskosten").
 _LINK = re.compile(r"^(?:s|n|en|es|e)?")
 

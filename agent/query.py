@@ -17,7 +17,13 @@ from functools import lru_cache
 
 import Stemmer
 
-from agent.lexicon import FOREIGN_STOPWORDS, PARAPHRASES, translate_phrases, translate_word
+from agent.lexicon import (
+    FOREIGN_STOPWORDS,
+    PARAPHRASES,
+    looks_foreign,
+    translate_phrases,
+    translate_word,
+)
 from agent.text import STOPWORDS, fold, normalize
 
 _STEMMER = Stemmer.Stemmer("english")
@@ -153,7 +159,7 @@ def is_foreign(norm: str, raw: str = "") -> bool:
     foreign = sum(
         1
         for w in ws
-        if w not in STOPWORDS and (w in FOREIGN_STOPWORDS or (len(w) > 3 and translate_word(w)))
+        if w not in STOPWORDS and (w in FOREIGN_STOPWORDS or (len(w) > 3 and looks_foreign(w)))
     )
     foreign += sum(1 for ch in raw if ch in "ñçãõßüöäàèìòùâêîôûœëïáéíóú¿¡")
     english = sum(1 for w in ws if w in STOPWORDS and w not in FOREIGN_STOPWORDS)

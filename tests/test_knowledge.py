@@ -71,6 +71,9 @@ Klarna lets you pay 30 days after delivery, for orders from €50.
 <h2>Components</h2>
 <p>Gears, brakes and wheels are covered for 2 years. Send us photos of the fault and your
 order number; we repair or replace the part free of charge.</p>
+<h2>Cover by part</h2>
+<table><tr><th>Part</th><th>Cover</th></tr>
+<tr><td>Saddle</td><td>1 year</td></tr><tr><td>Lights</td><td>3 years</td></tr></table>
 <footer>Cycle Depot 2026</footer></body></html>
 """,
 }
@@ -206,6 +209,13 @@ def test_html_pages_are_read_without_scripts_or_navigation(kb: KnowledgeBase) ->
     assert "ignore this script text" not in passages
     assert "Home | Shop" not in passages
     assert "color: red" not in passages
+
+
+def test_html_table_row_quoted_with_its_header(kb: KnowledgeBase) -> None:
+    hit = answer(kb, "for how long is the saddle covered?")
+    assert hit is not None
+    assert hit.source == "warranty.html"
+    assert hit.text.splitlines() == ["| Part | Cover |", "| Saddle | 1 year |"]
 
 
 def test_a_short_follow_up_is_read_with_the_message_before_it(kb: KnowledgeBase) -> None:

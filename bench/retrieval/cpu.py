@@ -70,7 +70,9 @@ def main() -> None:
 
     def clear() -> None:
         query.stem.cache_clear()
+        query._literal.cache_clear()
         lexicon.translate_word.cache_clear()
+        lexicon.looks_foreign.cache_clear()
 
     new = timed(lambda q: kb.search(q, k=1), qs, a.repeat, clear)
     print(f"{len(qs)} questions, {len(kb.chunks)} passages")
