@@ -22,7 +22,7 @@ from bot.app import build_app
 from bot.cli import main
 from core.services import ConfigurationError
 from core.staff import secret_bits
-from storage.models import StaffSession, StateEvent
+from storage.models import StaffSession, StateEvent, utcnow
 from tests.conftest import INBOX_COOKIE, INBOX_TOKEN, inbox_login, make_settings, services
 
 STATIC = Path(__file__).resolve().parent.parent / "bridges" / "webinbox" / "static"
@@ -145,6 +145,24 @@ async def test_an_expired_login_link_is_refused(make_client: Any) -> None:
     staff.link_lifetime = timedelta(seconds=-1)
     invite = await staff.add("Maria Lopez")
     assert (await _login(client, invite.token)).status == 401
+
+
+async def test_a_session_expires_unused_and_renews_while_in_use(make_client: Any) -> None:
+    client = await make_client(inbox_session_days=14)
+    staff = services(client).extras["staff"]
+    maria = await inbox_login(client, "Maria Lopez")
+    start = utcnow()
+
+    def at(days: float) -> None:
+        staff.clock = lambda: start + timedelta(days=days)
+
+    at(10)  # past half its life: this use renews it, and the page's cookie with it
+    resp = await client.get("/inbox/api/me", headers=maria)
+    assert resp.status == 200 and "Max-Age=1209600" in resp.headers["Set-Cookie"]
+    at(20)  # beyond the first 14 days, within the renewed ones
+    assert (await client.get("/inbox/api/me", headers=maria)).status == 200
+    at(20 + 15)  # then 15 days unused
+    assert (await client.get("/inbox/api/me", headers=maria)).status == 401
 
 
 async def test_the_session_cookie_is_httponly_strict_and_secure_over_https(make_client: Any) -> None:

@@ -274,6 +274,10 @@ class WebInboxRoutes:
         self.login_limiter.forget(address)
         person, session_id = result
         resp = web.json_response({"name": person.name, "admin": person.is_admin})
+        self._set_cookie(request, resp, session_id)
+        return resp
+
+    def _set_cookie(self, request: web.Request, resp: web.StreamResponse, session_id: str) -> None:
         resp.set_cookie(
             COOKIE,
             session_id,
@@ -283,7 +287,6 @@ class WebInboxRoutes:
             samesite="Strict",
             secure=self._https(request),
         )
-        return resp
 
     async def logout(self, request: web.Request) -> web.Response:
         await self._accounts().logout(request.cookies.get(COOKIE))
@@ -292,8 +295,12 @@ class WebInboxRoutes:
         return resp
 
     async def me(self, request: web.Request) -> web.Response:
+        """Who is signed in. The page asks on every load, and the cookie's lifetime is renewed
+        with the answer, as the session's is on the server while it is in use."""
         person = await self._person(request)
-        return web.json_response({"name": person.name, "admin": person.is_admin})
+        resp = web.json_response({"name": person.name, "admin": person.is_admin})
+        self._set_cookie(request, resp, request.cookies[COOKIE])
+        return resp
 
     # ------------------------------------------------------------------ staff (admin)
 
