@@ -2,8 +2,8 @@
 
 It keeps what it learned in the conversation's memory (order numbers, the email the shopper
 proved, what the store's API said), so nobody asks the shopper twice. Order details are shown
-only to a shopper who proved the order (number + matching email); an unproved lookup is still
-used for routing, and the inbox is told the identity is unverified."""
+only to a shopper who proved the order (number + matching email); an unproved order reads exactly like an unknown one,
+and its lookup only helps the team (tags, marked unverified). See agent/trust.py."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any
 
+from agent import trust
 from agent.actions import ActionResult, ActionRunner
 from agent.classifier import IntentClassifier, merge_intents, shipped_intents, trained
 from agent.entities import EMAIL, OrderNumbers, extract_emails
 from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
-from agent.rules import Decision, evaluate_rules, expectation_message
+from agent.rules import Decision, expectation_message
 from agent.text import content_words
 from domain.ports import ConversationView, Handoff, MessageView, Turn
 from domain.storeconfig import StoreConfig
@@ -128,7 +129,7 @@ class OfflineAgent:
         new_orders = await self._collect(conversation, mem, text, actions_run)
         self._attach_intents(mem, det, known_before, new_orders)
         facts = build_facts(conversation, mem)
-        decision = evaluate_rules(self.config, facts)
+        decision = trust.decide(self.config, facts)
         return TurnState(
             conversation, history, shopper, text, det, mem, facts, decision, actions_run, new_orders
         )
@@ -136,7 +137,7 @@ class OfflineAgent:
     def refresh(self, state: TurnState) -> None:
         """Re-derive facts and the rules' decision after more actions ran (the LLM's tools)."""
         state.facts = build_facts(state.conversation, state.mem)
-        state.decision = evaluate_rules(self.config, state.facts)
+        state.decision = trust.decide(self.config, state.facts)
 
     def decide(self, state: TurnState) -> Turn | None:
         """The rules' verdict: a handoff, a question the rules need answered first, or None."""
@@ -158,6 +159,20 @@ class OfflineAgent:
                 extra_tags=["lookup-failed"],
                 extra_reason=f"The store's API failed: {failed[0]['error']}",
                 lead=render(self.config.messages.lookup_failed, **state.facts),
+            )
+            return turn
+        locked = trust.locked_now(state.mem)
+        if locked:
+            self._handoff(
+                turn,
+                state.conversation,
+                state.mem,
+                state.facts,
+                state.decision,
+                extra_tags=[self.config.limits.identity_tag],
+                extra_reason=f"More than {self.config.limits.email_attempts} email addresses "
+                f"tried for {', '.join(locked)}: check who the shopper is",
+                lead=self.config.messages.identity_check,
             )
             return turn
         if state.decision.escalate:
@@ -216,34 +231,9 @@ class OfflineAgent:
             )
         out = []
         for v in values:
-            order = state.mem["orders"].get(v) or {}
-            if order.get("lookup") == "not_found":
-                out.append({"number": v, "found": False})
-            elif not order.get("verified"):
-                out.append(
-                    {
-                        "number": v,
-                        "found": True,
-                        "verified": False,
-                        "note": "ask for the email address on the order before sharing anything",
-                    }
-                )
-            else:
-                out.append(
-                    {
-                        k: order.get(k)
-                        for k in (
-                            "number",
-                            "status",
-                            "payment_status",
-                            "sale",
-                            "total",
-                            "currency",
-                            "placed_at",
-                            "items",
-                        )
-                    }
-                )
+            view = trust.tool_view(state.mem["orders"].get(v))
+            view["number"] = view.get("number") or v
+            out.append(view)
         return {"orders": out}
 
     def answer(self, state: TurnState) -> Turn:
@@ -269,38 +259,52 @@ class OfflineAgent:
         text: str,
         actions_run: list[dict[str, Any]],
     ) -> list[str]:
-        """Pick out entities, run the actions they trigger, remember the results."""
+        """Pick out entities, run the actions they trigger (within the conversation's budget of
+        calls to the store's API), check the emails given against the orders named, remember it
+        all (capped)."""
+        limits = self.config.limits
+        budget = trust.Budget(mem, limits)
         emails = extract_emails(text)
-        if emails:
-            mem["email"] = emails[-1]
         seen: dict[str, list[str]] = mem["entities"]
         new_values: dict[str, list[str]] = {}
         for name in self.config.entities:
             values = emails if name == "email" else self.extract(name, text, mem)
-            fresh = [v for v in values if v not in seen.get(name, [])]
+            fresh = list(dict.fromkeys(v for v in values if v not in seen.get(name, [])))
             if fresh:
-                seen.setdefault(name, []).extend(fresh)
                 new_values[name] = fresh
-        if mem["email"] and mem["email"] not in seen.get("email", []):
-            seen.setdefault("email", []).append(mem["email"])
 
         new_orders: list[str] = []
+        looked_up: set[str] = set()
         for aname, action in self.config.actions.items():
             if action.fact != "orders":
                 continue
             for entity in action.runs_on:
                 for value in new_values.get(entity, []):
+                    if not budget.take():
+                        # Not looked up, not remembered: named again later, it is looked up then.
+                        budget.skip()
+                        continue
                     inp = next(k for k, v in action.inputs.items() if v == entity)
                     res = await self.actions.run(aname, {inp: value})
                     actions_run.append(res.as_dict())
                     self._remember_order(
                         mem, value, res, action.verify.captured if action.verify else None
                     )
-                    new_orders.append(value)
-        # The proved email may arrive after the order number: re-check ownership.
-        for order in mem["orders"].values():
-            order["verified"] = self._owns(conversation, mem, order)
-        await self._lookup_customer(conversation, mem, actions_run)
+                    looked_up.add(value)
+                    if value not in new_orders:
+                        new_orders.append(value)
+        order_entities = {
+            e for a in self.config.actions.values() if a.fact == "orders" for e in a.runs_on
+        }
+        for name, fresh in new_values.items():
+            keep = [v for v in fresh if name not in order_entities or v in looked_up]
+            seen.setdefault(name, []).extend(v for v in keep if v not in seen.get(name, []))
+        signed = conversation.customer.email
+        trust.check_emails(mem, signed, limits, emails[-1] if emails else None, new_orders)
+        if emails:
+            mem["email"] = emails[-1]
+        await self._lookup_customer(conversation, mem, actions_run, budget)
+        trust.bound_memory(mem, limits)
         return new_orders
 
     def _attach_intents(
@@ -361,21 +365,23 @@ class OfflineAgent:
             entry.update({k: v for k, v in res.captured.items() if v is not None})
             entry["number"] = res.captured.get("number") or number
             entry["owner"] = res.captured.get(owner_field) if owner_field else None
+        previous = mem["orders"].pop(number, None) or {}
+        # What the shopper already tried or proved for this number stands after a new lookup.
+        for key in ("tried", "verified", "locked", "intents"):
+            if key in previous:
+                entry[key] = previous[key]
         mem["orders"][number] = entry
 
-    def _proved_emails(self, conversation: ConversationView, mem: dict[str, Any]) -> set[str]:
-        out = {e.lower() for e in (conversation.customer.email, mem.get("email")) if e}
-        return out
-
-    def _owns(
-        self, conversation: ConversationView, mem: dict[str, Any], order: dict[str, Any]
-    ) -> bool:
-        owner = (order.get("owner") or "").lower()
-        return bool(owner) and owner in self._proved_emails(conversation, mem)
-
     async def _lookup_customer(
-        self, conversation: ConversationView, mem: dict[str, Any], actions_run: list[dict[str, Any]]
+        self,
+        conversation: ConversationView,
+        mem: dict[str, Any],
+        actions_run: list[dict[str, Any]],
+        budget: trust.Budget,
     ) -> None:
+        """The customer record behind a proved identity (tier, history: the rules' priority and
+        SLA); failing that, the owner of an order named but not proved, which only helps tag
+        the handoff and is shown to staff as "order owner (not verified)"."""
         action_name = next(
             (n for n, a in self.config.actions.items() if a.fact == "customer"), None
         )
@@ -384,24 +390,27 @@ class OfflineAgent:
         action = self.config.actions[action_name]
         inp = next(iter(action.inputs), "email")
         current = mem.get("customer") or {}
-        proved = sorted(self._proved_emails(conversation, mem))
-        target, verified = None, False
-        if proved:
-            target, verified = (
-                proved[-1] if mem.get("email") is None else mem["email"].lower(),
-                True,
-            )
-            if conversation.customer.email and mem.get("email") is None:
-                target = conversation.customer.email.lower()
+        signed = (conversation.customer.email or "").lower() or None
+        proved = trust.proved_emails(signed, mem)
+        typed = (mem.get("email") or "").lower()
+        target, verified = None, True
+        if typed and typed in proved:
+            target = typed
+        elif signed:
+            target = signed
+        elif proved:
+            target = sorted(proved)[0]
         else:
-            # Routing only: the tier behind an order the shopper named but has not proved yet.
+            verified = False
             owners = [o.get("owner") for o in mem["orders"].values() if o.get("owner")]
             if owners:
-                target = owners[0].lower()
+                target = str(owners[0]).lower()
         if not target or (current.get("email") == target and current.get("verified") == verified):
             return
         if current.get("email") == target and current.get("status") in ("ok", "not_found"):
             current["verified"] = verified
+            return
+        if not budget.take():
             return
         res = await self.actions.run(action_name, {inp: target})
         actions_run.append(res.as_dict())
@@ -456,6 +465,7 @@ class OfflineAgent:
         sale = next((o.get("sale") for o in facts["orders"] if o.get("sale")), None)
         context = {
             "customer": facts["customer"],
+            "order_owner": facts.get("order_owner"),  # an unproved order's owner: not the shopper
             "orders": facts["orders"],
             "intents": facts["intents"],
             "problem_orders": decision.problem_orders,
@@ -489,9 +499,6 @@ class OfflineAgent:
         msgs = self.config.messages
         parts: list[str] = []
         orders = mem["orders"]
-        for number in new_orders:
-            if orders[number]["lookup"] == "not_found":
-                parts.append(render(msgs.order_not_found, number=number))
         # Orders whose owner is now proved and not yet reported, or that are asked about again.
         named_now = (
             set(self.extract("order_number", text, mem))
@@ -504,14 +511,8 @@ class OfflineAgent:
             if order.get("verified") and (not order.get("reported") or number in named_now):
                 parts.append(render(msgs.order_status, order=order, customer=facts["customer"]))
                 order["reported"] = True
-        unproved = [o for o in orders.values() if o["lookup"] == "ok" and not o.get("verified")]
-        if unproved:
-            if mem.get("email") and any(not o.get("mismatch_told") for o in unproved):
-                parts.append(msgs.email_mismatch)
-                for o in unproved:
-                    o["mismatch_told"] = True
-            elif not mem.get("email"):
-                parts.append(msgs.ask_email)
+        # The rest reads the same whether the order exists or not.
+        parts += trust.order_replies(self.config, mem, new_orders, conversation.customer.email)
         wants_order = det.my_order and not orders and not new_orders
         if wants_order:
             parts.append(

@@ -29,21 +29,17 @@ def known_facts(facts: dict[str, Any]) -> str:
     """Only what this shopper proved: their verified orders and their own tier. An order they named
     but have not proved is listed without a single detail, and another customer is never named."""
     lines = []
-    for o in facts.get("orders", []):
-        if o.get("verified"):
-            lines.append(_order_line(o))
+    proved = {str(o.get("number")).upper(): o for o in facts.get("orders", []) if o.get("verified")}
+    named = [str(n).upper() for n in facts.get("orders_named", [])]
+    named += [n for n in proved if n not in named]
+    for n in dict.fromkeys(named):  # an unknown order reads like an unproved one (agent/trust.py)
+        if n in proved:
+            lines.append(_order_line(proved[n]))
         else:
             lines.append(
-                f"- order {o.get('number')}: the shopper has not proved it is theirs "
+                f"- order {n}: the shopper has not proved it is theirs "
                 "(ask for the email address on the order); share nothing about it"
             )
-    missing = [
-        n
-        for n in facts.get("orders_named", [])
-        if n not in {o.get("number") for o in facts.get("orders", [])}
-    ]
-    for n in missing:
-        lines.append(f"- order {n}: not found in the store")
     cust = facts.get("customer") or {}
     if cust.get("verified"):
         if cust.get("name"):

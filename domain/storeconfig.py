@@ -228,10 +228,28 @@ class Messages(Strict):
     rephrase: str = "Sorry, I didn't quite get that. Could you tell me a little more?"
     ask_order: str = "Could you give me your order number?"
     ask_email: str = "To keep your order details private, what's the email address on the order?"
+    # An order the shopper has not proved reads exactly like one the store does not know (see
+    # agent/trust.py): these two answer both, so neither may say which it is.
     email_mismatch: str = (
-        "That email doesn't match the one on the order, so I can't share its details."
+        "I couldn't find order {{ number }} with that email address, so I can't share anything "
+        "about it. Could you check the order number and the email on your confirmation?"
     )
-    order_not_found: str = "I couldn't find order {{ number }}. Could you check the number?"
+    order_not_found: str = (
+        "I couldn't find order {{ number }} under your account's email address. Could you check "
+        "the number? If you ordered with another email address, tell me that one."
+    )
+    identity_check: str = (
+        "I can't check that order against more email addresses here, so I've asked a person "
+        "from our team to confirm it's yours."
+    )
+    too_many_orders: str = (
+        "I can look up {{ limit }} orders per message, so I've started with "
+        "{{ numbers | join(', ') }}. Send me the others once we're done with these."
+    )
+    lookup_limit: str = (
+        "I can't look up more orders in this chat right now. If you need help with more orders, "
+        "ask for a person."
+    )
     lookup_failed: str = "I can't reach our order system right now, so I've passed this to a person who can check it for you."
     greeting: str = "Hi! How can I help?"
     thanks: str = "You're welcome! Anything else I can help with?"
@@ -295,11 +313,23 @@ class Intent(Strict):
     replace_examples: bool = False
 
 
+class Limits(Strict):
+    """What one conversation may ask of the store's API and of the agent (agent/trust.py), so a
+    hostile shopper can neither amplify calls, nor guess an order's email, nor grow the memory."""
+
+    email_attempts: int = Field(default=3, ge=1, le=20)  # per order per conversation
+    identity_tag: str = "identity-check"  # the handoff after one more email than that
+    lookups_per_message: int = Field(default=3, ge=1, le=20)  # shop API calls one message causes
+    lookups_per_hour: int = Field(default=20, ge=1, le=1000)  # per conversation, rolling hour
+    memory_items: int = Field(default=20, ge=5, le=200)  # orders, entity values, ... remembered
+
+
 class StoreConfig(Strict):
     store: Store = Field(default_factory=Store)
     messages: Messages = Field(default_factory=Messages)
     knowledge: Knowledge = Field(default_factory=Knowledge)
     alerts: Alerts = Field(default_factory=Alerts)
+    limits: Limits = Field(default_factory=Limits)
     entities: dict[str, Entity] = Field(default_factory=dict)
     actions: dict[str, Action] = Field(default_factory=dict)
     tags: dict[str, Tag] = Field(default_factory=dict)

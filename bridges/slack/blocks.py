@@ -109,6 +109,10 @@ def _money(o: dict[str, Any]) -> str:
 def context_lines(conv: ConversationView) -> str:
     """What the actions captured: orders with payment and stock, then each action's result."""
     lines = []
+    owner = conv.context.get("order_owner")
+    if isinstance(owner, dict):  # whose the order named is: never shown as the shopper
+        bits = [str(owner.get("email") or "?")] + ([f"{owner['tier']} tier"] if owner.get("tier") else [])
+        lines.append("• *order owner (not verified)*: " + escape(" · ".join(bits)))
     for o in conv.context.get("orders") or []:
         if not isinstance(o, dict):
             continue

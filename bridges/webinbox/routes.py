@@ -82,7 +82,7 @@ def customer_json(c: ConversationView) -> dict[str, Any]:
     found = c.context.get("customer")
     found = found if isinstance(found, dict) else {}
     proved = bool(found.get("verified"))
-    claimed = getattr(customer, "claimed_email", None)
+    claimed = getattr(customer, "claimed_email", None) or found.get("claimed_email")
     out: dict[str, Any] = {
         "name": customer.name,
         "email": customer.email or (found.get("email") if proved else None),
@@ -94,7 +94,10 @@ def customer_json(c: ConversationView) -> dict[str, Any]:
     }
     own = {e.lower() for e in (customer.email, claimed) if e}
     email = found.get("email")
-    if not proved and (found.get("tier") or (email and str(email).lower() not in own)):
+    owner = c.context.get("order_owner")  # the built-in agent keeps the owner apart itself
+    if isinstance(owner, dict) and not proved:
+        out["order_owner"] = {"email": owner.get("email"), "tier": owner.get("tier"), "verified": False}
+    elif not proved and (found.get("tier") or (email and str(email).lower() not in own)):
         out["order_owner"] = {"email": email, "tier": found.get("tier"), "verified": False}
     return out
 
