@@ -2,8 +2,8 @@
 
 It keeps what it learned in the conversation's memory (order numbers, the email the shopper
 proved, what the store's API said), so nobody asks the shopper twice. Order details are shown
-only to a shopper who proved the order (number + matching email); an unproved order reads exactly like an unknown one,
-and its lookup only helps the team (tags, marked unverified). See agent/trust.py."""
+only to a shopper who proved the order (number + matching email); an unproved order reads exactly
+like an unknown one, and its lookup only helps the team (tags, marked unverified): agent/trust.py."""
 
 from __future__ import annotations
 
