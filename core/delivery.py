@@ -10,7 +10,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -19,10 +19,12 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from core.bridge import Bridge, ChannelBridge, InboxBridge, Role
 from core.clock import SYSTEM_CLOCK, Clock
 from core.live import LiveHub
 from core.metrics import Metrics
 from core.pacing import Pacer
+from core.shared_pacing import SharedPacer
 from domain.outbox import (
     AlertPayload,
     DeliveryResult,
@@ -33,7 +35,7 @@ from domain.outbox import (
     SendPayload,
     StatePayload,
 )
-from domain.ports import ConversationView, DeliveryError, Inbox, ShopperChannel
+from domain.ports import ConversationView, DeliveryError
 from storage import repo
 from storage.models import Conversation, Message, OutboxRow
 
@@ -88,9 +90,9 @@ class DeliveryWorker:
         self,
         sessions: async_sessionmaker[AsyncSession],
         *,
-        channels: dict[str, ShopperChannel],
-        inboxes: dict[str, Inbox],
+        bridges: Sequence[Bridge],
         pacer: Pacer | None = None,
+        shared_pacer: SharedPacer | None = None,
         live: LiveHub | None = None,
         poll_seconds: float = 0.5,
         lease_seconds: float = 60.0,
@@ -102,10 +104,13 @@ class DeliveryWorker:
     ) -> None:
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self.shared_pacer: Any = None  # set with several instances: global per-destination slots
+        # With several instances: slots per destination shared by all of them.
+        self.shared_pacer = shared_pacer
         self.sessions = sessions
-        self.channels = channels
-        self.inboxes = inboxes
+        self.channels = {
+            b.name: cast(ChannelBridge, b) for b in bridges if b.role is Role.CHANNEL
+        }
+        self.inboxes = {b.name: cast(InboxBridge, b) for b in bridges if b.role is Role.INBOX}
         self.pacer = pacer or Pacer(clock)
         self.live = live
         self.poll_seconds = poll_seconds
@@ -258,8 +263,7 @@ class DeliveryWorker:
             if lane_key in self._in_flight:  # a concurrent tick started it while we read
                 continue
             conv = convs.get(row.conversation_id) if row.conversation_id is not None else None
-            adapter = self._adapter(row)
-            keys = adapter.rate_keys(conv, row.kind) if adapter is not None else []
+            keys = self._rate_keys(row.lane, row.destination, row.kind, conv)
             self._remember_keys((lane_key, row.kind), keys)
             wait = self.pacer.wait_time(keys)
             if wait > 0:
@@ -329,13 +333,16 @@ class DeliveryWorker:
         while len(self._keys) > 50_000:
             self._keys.popitem(last=False)
 
-    def _adapter(self, row: Any) -> ShopperChannel | Inbox | None:
-        return self._adapter_for(row.lane, row.destination)
-
-    def _adapter_for(self, lane: str, destination: str) -> ShopperChannel | Inbox | None:
-        if lane == "shopper":
-            return self.channels.get(destination)
-        return self.inboxes.get(destination)
+    def _rate_keys(
+        self, lane: str, destination: str, kind: str, conv: ConversationView | None
+    ) -> list[str]:
+        """The pacer's keys this row spends: none for a kind its bridge does not pace."""
+        bridge: Bridge | None = (
+            self.channels.get(destination) if lane == Lane.SHOPPER else self.inboxes.get(destination)
+        )
+        if bridge is None or kind not in bridge.capabilities.paced_kinds:
+            return []
+        return bridge.rate_keys(conv, Kind(kind))
 
     async def _wait_for_shared_slot(self, row_id: int, keys: list[str]) -> bool:
         """Wait for this send's slot in the pace shared by all instances. A slot can be further
@@ -478,7 +485,7 @@ class DeliveryWorker:
             ) from None
         return await handler(claim)
 
-    async def _shopper(self, claim: Claim) -> tuple[ShopperChannel, ConversationView]:
+    async def _shopper(self, claim: Claim) -> tuple[ChannelBridge, ConversationView]:
         channel = self.channels.get(claim.destination)
         if channel is None:
             raise DeliveryError(
@@ -503,7 +510,7 @@ class DeliveryWorker:
         await channel.state(dataclasses.replace(conv, state=payload.get("state", conv.state)))
         return DeliveryResult()
 
-    async def _inbox(self, claim: Claim) -> tuple[Inbox, ConversationView]:
+    async def _inbox(self, claim: Claim) -> tuple[InboxBridge, ConversationView]:
         # Always a fresh view: the row before this one in the lane may have changed the thread
         # reference (opened it, posted up to a message) or the ticket's state.
         conv = await self._conversation(claim.conversation_id)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,12 +21,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.analytics import Stats, compute_stats, tag_series
+from core.bridge import Bridge, ChannelBridge, Role
 from core.clock import SYSTEM_CLOCK, Clock
 from core.live import LiveHub
 from core.metrics import Metrics
 from domain import outbox
 from domain.masking import mask_sensitive
-from domain.outbox import Kind, Lane, Outgoing, SendPayload, StatePayload
+from domain.outbox import Lane, Outgoing
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from domain.textclean import clean_optional, clean_string
 from storage import repo
@@ -95,7 +96,6 @@ class Core:
     sessions: async_sessionmaker[AsyncSession]
     agent: Agent
     live: LiveHub
-    inbox_name: str = "web"
     messages: CoreMessages = field(default_factory=CoreMessages)
     mask_patterns: list[str] = field(default_factory=list)
     max_text: int = 4000
@@ -108,15 +108,31 @@ class Core:
     multi_instance: bool = False
     instance_id: str = field(default_factory=lambda: secrets.token_hex(6))
     lease_seconds: float = 120.0
-    # Shopper channels whose delivery is a live event to open sockets (the widget).
-    live_channels: set[str] = field(default_factory=set)
+    # Where deliveries go: the shopper channels and the inboxes, with what each can do.
+    bridges: Sequence[Bridge] = ()
     clock: Clock = SYSTEM_CLOCK  # the outbox rows' timestamps, on the delivery worker's clock
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
         self._again: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.typing_hooks: dict[str, Callable[[ConversationView], Any]] = {}
+        channels = [b for b in self.bridges if b.role is Role.CHANNEL]
+        inboxes = [b for b in self.bridges if b.role is Role.INBOX]
+        # Live channels get their delivery as an event on commit, others an outbox row.
+        self._live_channels = {b.name: b for b in channels if b.capabilities.live}
+        self._typing = {
+            b.name: cast(ChannelBridge, b).typing for b in channels if b.capabilities.typing
+        }
+        # Inboxes that read the database are told on commit; the one that keeps tickets (at
+        # most one: the app checks) gets outbox rows.
+        self._live_inboxes = [b for b in inboxes if b.capabilities.live]
+        self._ticket_inbox = next((b.name for b in inboxes if not b.capabilities.live), None)
+
+    @property
+    def inbox_names(self) -> list[str]:
+        """The inboxes handed-off conversations reach, the ticket-keeping one first."""
+        first = [self._ticket_inbox] if self._ticket_inbox else []
+        return first + [b.name for b in self._live_inboxes]
 
     # ------------------------------------------------------------------ intake
 
@@ -452,7 +468,7 @@ class Core:
         if state in ("queued", "claimed"):
             await self._relay_to_inbox(conversation_id, msg_id)
             return int(waiting)
-        hook = self.typing_hooks.get(view.channel)
+        hook = self._typing.get(view.channel)
         if hook is not None:
             with contextlib.suppress(Exception):
                 await hook(view)
@@ -631,8 +647,8 @@ class Core:
                     self._enqueue(s, conv, outbox.shopper_send(repo.message_view(msg)))
                     if conv.state in ("queued", "bot", "resolved"):
                         await self._set_owner(s, conv, author, actor=author, announce=False)
-                if source != self.inbox_name and conv.handed_off_at is not None:
-                    self._enqueue(s, conv, outbox.thread_post(msg.id))
+                if conv.handed_off_at is not None:  # into the ticket, unless it came from there
+                    self._enqueue(s, conv, outbox.thread_post(msg.id), skip=source)
                 repo.touch(conv)
                 view = repo.message_view(msg)
         self._changed(conversation_id)
@@ -771,49 +787,66 @@ class Core:
         return msg
 
     def _enqueue(
-        self, s: AsyncSession, conv: Conversation, out: Outgoing, priority: int | None = None
+        self,
+        s: AsyncSession,
+        conv: Conversation,
+        out: Outgoing,
+        priority: int | None = None,
+        *,
+        skip: str | None = None,
     ) -> None:
-        """Queue a delivery in the transaction of the change that caused it."""
-        if out.lane is Lane.SHOPPER and conv.channel in self.live_channels:
-            self._push_after_commit(s, conv.id, conv.channel, out)
+        """Queue a delivery in the transaction of the change that caused it: a row for the
+        worker, or a live event published when the transaction commits. `skip`: not to the
+        bridge the change came from (a reply typed in an inbox is not posted back to it)."""
+        priority = conv.priority if priority is None else priority
+        if out.lane is Lane.SHOPPER:
+            live = self._live_channels.get(conv.channel)
+            if live is not None:
+                self._publish_after_commit(s, live, conv.id, out)
+            else:
+                self._add_row(s, out, conv.channel, conv.id, priority)
             return
-        destination = conv.channel if out.lane is Lane.SHOPPER else self.inbox_name
-        s.add(self._row(out, destination, conv.id, conv.priority if priority is None else priority))
+        for inbox in self._live_inboxes:
+            if inbox.name != skip:
+                self._publish_after_commit(s, inbox, conv.id, out)
+        if self._ticket_inbox is not None and self._ticket_inbox != skip:
+            self._add_row(s, out, self._ticket_inbox, conv.id, priority)
+
+    def _add_row(
+        self,
+        s: AsyncSession,
+        out: Outgoing,
+        destination: str,
+        conversation_id: int | None,
+        priority: int = 0,
+    ) -> None:
+        now = self.clock.now()
+        s.add(
+            OutboxRow(
+                conversation_id=conversation_id,
+                lane=out.lane.value,
+                destination=destination,
+                kind=out.kind.value,
+                payload=dict(out.payload),
+                priority=priority,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
         after_commit(s, self.on_outbox)  # wake the worker only when there is a row for it
 
-    def _row(
-        self, out: Outgoing, destination: str, conversation_id: int | None, priority: int = 0
-    ) -> OutboxRow:
-        now = self.clock.now()
-        return OutboxRow(
-            conversation_id=conversation_id,
-            lane=out.lane.value,
-            destination=destination,
-            kind=out.kind.value,
-            payload=dict(out.payload),
-            priority=priority,
-            created_at=now,
-            next_attempt_at=now,
-        )
-
-    def _push_after_commit(
-        self, s: AsyncSession, conversation_id: int, channel: str, out: Outgoing
+    def _publish_after_commit(
+        self, s: AsyncSession, bridge: Bridge, conversation_id: int | None, out: Outgoing
     ) -> None:
-        """A live channel's delivery is the live event itself (the messages table is its record;
-        a client that was away catches up from it), so it needs no outbox row, worker pass or
+        """A live bridge's delivery is the live event itself (the database is its record; a
+        client that was away catches up from it), so it needs no outbox row, worker pass or
         retry: it is published the moment the change commits, in commit order."""
-        if out.kind is Kind.SEND:
-            event: dict[str, Any] = {"type": "message", **cast(SendPayload, out.payload)["message"]}
-        elif out.kind is Kind.STATE:
-            event = {"type": "state", "state": cast(StatePayload, out.payload)["state"]}
-        else:
-            raise ValueError(f"no live event for {out.kind!r}")
 
-        def push() -> None:
-            self.live.publish(f"conv:{conversation_id}", event)
-            self.metrics.messages_out.labels(channel, out.kind.value).inc()
+        def publish() -> None:
+            bridge.publish(conversation_id, out)
+            self.metrics.messages_out.labels(bridge.name, out.kind.value).inc()
 
-        after_commit(s, push)
+        after_commit(s, publish)
 
     def _changed(self, conversation_id: int) -> None:
         self.live.publish("inbox", {"type": "changed", "conversation_id": conversation_id})
@@ -866,9 +899,13 @@ class Core:
         return True
 
     async def enqueue_alert(self, text: str) -> None:
+        """A line for the whole team (a spike), in every inbox."""
+        alert = outbox.team_alert(text)
         async with self.sessions() as s, s.begin():
-            s.add(self._row(outbox.team_alert(text), self.inbox_name, None))
-            after_commit(s, self.on_outbox)
+            for inbox in self._live_inboxes:
+                self._publish_after_commit(s, inbox, None, alert)
+            if self._ticket_inbox is not None:
+                self._add_row(s, alert, self._ticket_inbox, None)
 
     # ------------------------------------------------------- bridges' bookkeeping
 

@@ -20,12 +20,20 @@ class Pacer:
     def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self._clock = clock.monotonic
         self._limits: dict[str, tuple[float, float]] = {}
+        self._shared: dict[str, float] = {}
         self._buckets: dict[str, Bucket] = {}
         self._blocked_until: dict[str, float] = {}
 
-    def limit(self, prefix: str, rate: float, burst: float = 1.0) -> None:
-        """Keys starting with `prefix` (up to the first ':') get this rate."""
+    def limit(self, prefix: str, rate: float, burst: float = 1.0, *, shared: bool = False) -> None:
+        """Keys starting with `prefix` (up to the first ':') get this rate. `shared`: the limit
+        is the platform's for all of us, so several instances keep it together (a slot per
+        send in the database) rather than each keeping it alone."""
         self._limits[prefix] = (rate, burst)
+        if shared:
+            self._shared[prefix] = rate
+
+    def shared_rates(self) -> dict[str, float]:
+        return dict(self._shared)
 
     def _bucket(self, key: str, now: float) -> Bucket | None:
         prefix = key.split(":", 1)[0]

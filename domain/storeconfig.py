@@ -371,6 +371,13 @@ class StoreConfig(Strict):
     def routing(self) -> dict[str, str]:
         return {name: tag.channel for name, tag in self.tags.items() if tag.channel}
 
+    def staff_name(self, author: str) -> str:
+        """How a person of the team appears to shoppers: first name, full name or the team."""
+        mode = self.store.human_names
+        if mode == "team" or not author:
+            return self.store.team_name
+        return author.split()[0] if mode == "first_name" else author
+
 
 def _node_at(node: yaml.Node | None, loc: tuple[Any, ...]) -> yaml.Node | None:
     """Follow a pydantic error location through the YAML node tree, as deep as it goes."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from core.bridge import BridgeBase, Capabilities, Role
 from core.clock import Clock
-from domain.outbox import DeliveryResult
+from domain.outbox import DeliveryResult, Kind
 from domain.ports import ConversationView, DeliveryError, Handoff, MessageView, Turn
 
 
@@ -35,9 +36,11 @@ class ScriptedAgent:
 
 
 @dataclass
-class FakeChannel:
-    """A shopper channel that records what it sent and fails on demand."""
+class FakeChannel(BridgeBase):
+    """A shopper channel that records what it sent and fails on demand (delivered through the
+    outbox, unlike the real widget)."""
 
+    role: ClassVar[Role] = Role.CHANNEL
     name: str = "widget"
     sent: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     states: list[tuple[int, str]] = field(default_factory=list)
@@ -58,7 +61,7 @@ class FakeChannel:
     async def state(self, conversation: ConversationView) -> None:
         self.states.append((conversation.id, conversation.state))
 
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.SEND) -> list[str]:
         return [f"fake-chat:{conversation.id}"] if conversation else []
 
     def texts(self, conversation_id: int) -> list[str]:
@@ -66,7 +69,11 @@ class FakeChannel:
 
 
 @dataclass
-class FakeInbox:
+class FakeInbox(BridgeBase):
+    """An inbox that keeps tickets, delivered through the outbox (like Slack)."""
+
+    role: ClassVar[Role] = Role.INBOX
+    capabilities: ClassVar[Capabilities] = Capabilities(exclusive=True)
     name: str = "web"
     threads: dict[int, list[str]] = field(default_factory=dict)
     updates: list[tuple[int, str, str | None]] = field(default_factory=list)
@@ -102,5 +109,5 @@ class FakeInbox:
     async def alert(self, text: str) -> None:
         self.alerts.append(text)
 
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
+    def rate_keys(self, conversation: ConversationView | None, kind: Kind = Kind.POST) -> list[str]:
         return ["fake-inbox:all"]

@@ -265,7 +265,7 @@ async def test_metrics_endpoint_and_alert_reaches_inbox(make_client: Any) -> Non
 
 
 async def _has_alert(svc: Any) -> bool:
-    return "Spike in `vip`" in svc.inboxes["web"].alerts
+    return "Spike in `vip`" in svc.bridges["web"].alerts
 
 
 async def test_metrics_need_their_token_outside_demo_mode(make_client: Any) -> None:

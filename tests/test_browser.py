@@ -41,7 +41,7 @@ async def _login(page: Page, client: Any, name: str = "Maria Lopez") -> None:
     Afterwards no token is left in the address bar, the history or the page's storage, and the
     session is an HttpOnly, SameSite=Strict cookie."""
     base = str(client.make_url("")).rstrip("/")
-    invite = await services(client).extras["staff"].add(name)
+    invite = await services(client).staff.add(name)
     await page.goto(invite.link(base))
     await expect(page.locator("#me")).to_have_text(name)
     assert page.url == base + "/inbox"
@@ -96,7 +96,7 @@ async def test_shopper_and_person_chat_through_widget_and_inbox(make_client: Any
     await shopper.fill("#hw-input", "How long do I have to return shoes?")
     await shopper.press("#hw-input", "Enter")
     await expect(shopper.locator(".hw-msg[data-role=agent]").last).to_contain_text("Source: returns.md")
-    assert not services(client).inboxes["web"].alerts
+    assert not services(client).bridges["web"].alerts
 
 
 async def test_stats_page_shows_known_tags(make_client: Any, browser: Browser) -> None:
@@ -122,7 +122,7 @@ async def test_admin_adds_a_person_whose_inbox_updates_live_until_they_are_remov
     make_client: Any, browser: Browser
 ) -> None:
     client = await make_client()
-    services(client).extras["inbox_routes"].session_recheck_seconds = 0.2
+    services(client).bridges["web"].routes.session_recheck_seconds = 0.2
     base = str(client.make_url("")).rstrip("/")
     blocked: list[str] = []  # anything the CSP refused (an inline script or style left behind)
 

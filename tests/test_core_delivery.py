@@ -83,8 +83,7 @@ class Rig:
         self.pacer = Pacer(self.clock)
         self.worker = DeliveryWorker(
             self.sessions,
-            channels={"widget": self.channel},
-            inboxes={"web": self.inbox},
+            bridges=[self.channel, self.inbox],
             pacer=self.pacer,
             poll_seconds=0.02,
             clock=self.clock,
@@ -95,6 +94,7 @@ class Rig:
             live=self.live,
             multi_instance=self.url.startswith("postgresql"),
             on_outbox=self.worker.kick,
+            bridges=[self.channel, self.inbox],
             clock=self.clock,
         )
         return self

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bot.app import build_app
 from bot.cli import main
-from core.services import ConfigurationError
+from core.bridge import ConfigurationError
 from core.staff import secret_bits
 from storage.models import StaffSession, StateEvent, utcnow
 from tests.conftest import INBOX_COOKIE, INBOX_TOKEN, inbox_login, make_settings, services
@@ -127,7 +127,7 @@ async def test_a_success_clears_the_address_count(make_client: Any) -> None:
 
 async def test_a_login_link_works_once_and_its_session_is_a_hashed_server_side_row(make_client: Any) -> None:
     client = await make_client()
-    invite = await services(client).extras["staff"].add("Maria Lopez")
+    invite = await services(client).staff.add("Maria Lopez")
     assert invite.link("https://support.example.com") == f"https://support.example.com/inbox#login={invite.token}"
     resp = await _login(client, invite.token)
     assert resp.status == 200 and (await resp.json())["name"] == "Maria Lopez"
@@ -141,7 +141,7 @@ async def test_a_login_link_works_once_and_its_session_is_a_hashed_server_side_r
 
 async def test_an_expired_login_link_is_refused(make_client: Any) -> None:
     client = await make_client()
-    staff = services(client).extras["staff"]
+    staff = services(client).staff
     staff.link_lifetime = timedelta(seconds=-1)
     invite = await staff.add("Maria Lopez")
     assert (await _login(client, invite.token)).status == 401
@@ -195,7 +195,7 @@ async def test_logout_ends_the_session(make_client: Any) -> None:
 
 async def test_a_removed_person_loses_access_at_once_including_an_open_socket(make_client: Any) -> None:
     client = await make_client()
-    services(client).extras["inbox_routes"].session_recheck_seconds = 0.1
+    services(client).bridges["web"].routes.session_recheck_seconds = 0.1
     cid, _ = await _handed_off(client)
     maria = await inbox_login(client, "Maria Lopez")
     admin = {"Cookie": f"{INBOX_COOKIE}={(await _login(client, INBOX_TOKEN)).cookies[INBOX_COOKIE].value}"}

@@ -1,4 +1,4 @@
-"""Mounting Slack in our aiohttp app: one endpoint, POST /slack/events, for events, commands and
+"""Slack as a bridge, mounted in our aiohttp app: one endpoint, POST /slack/events, for events, commands and
 interactivity. Bolt verifies every request's signature (v0, 5-minute window) before anything
 else runs; a bad one is answered 401 and touches nothing.
 
@@ -26,12 +26,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.listeners import Names, SlackContext, register
 from bridges.slack.reminders import ReminderLoop
-from core.services import BRIDGE_SETUP, BRIDGE_TEARDOWN, Services
-from domain.settings import Settings
-from domain.storeconfig import StoreConfig
+from core.bridge import BridgeSetup, Capabilities, Role
+from core.lifecycle import Core
+from domain.outbox import Outgoing
 
 log = logging.getLogger("handoff.slack")
-BOLT = web.AppKey("slack_bolt", AsyncApp)
 TIMEOUT = 15.0  # seconds for one Web API call; a timeout is retried by the outbox
 
 
@@ -89,101 +88,116 @@ class Identity:
         return f"{url.rstrip('/')}/archives/{channel}/p{ts.replace('.', '')}" if url else None
 
 
-def setup_slack(app: web.Application, settings: Settings, config: StoreConfig) -> None:
-    secret = (
-        settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
-    )
+class SlackBridge(SlackInbox):
+    """Slack as the inbox: the ticket is a thread (the outbox delivers to it, see SlackInbox),
+    and people's replies, buttons and /handoff come back in through POST /slack/events (or
+    Socket Mode) to the core."""
 
-    async def events(request: web.Request) -> web.Response:
-        if not secret:
+    name = "slack"
+    role = Role.INBOX
+    # Keeps each ticket's thread on the conversation; posts and edits are paced (per channel,
+    # and chat.update's own tier) across instances, since the limits are Slack's.
+    capabilities = Capabilities(exclusive=True)
+
+    def __init__(self, setup: BridgeSetup) -> None:
+        settings = setup.settings
+        assert settings.slack_bot_token and settings.slack_inbox_channel
+        self.settings = settings
+        self.secret = (
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else ""
+        )
+        token = settings.slack_bot_token.get_secret_value()
+        # No retry handlers: a 429 or 5xx comes back to the outbox, which paces and retries.
+        client = AsyncWebClient(
+            token=token, base_url=settings.slack_api_url, timeout=TIMEOUT, retry_handlers=[]
+        )
+        super().__init__(
+            client,
+            setup.config,
+            settings.slack_inbox_channel,
+            post_rate=settings.slack_post_rate,
+            clock=setup.clock,
+        )
+        self.identity = Identity(client, token)
+        setup.pacer.limit("slack-channel", rate=settings.slack_post_rate, burst=1, shared=True)
+        setup.pacer.limit("slack-update", rate=settings.slack_update_rate, burst=5, shared=True)
+        self.bolt: AsyncApp | None = None
+        self.context: SlackContext | None = None
+        self.reminders: ReminderLoop | None = None
+        self.socket: Any = None
+
+    def mount(self, app: web.Application, core: Core) -> None:
+        settings, config = self.settings, self.config
+        self.bolt = AsyncApp(
+            client=AsyncWebClient(
+                base_url=settings.slack_api_url, timeout=TIMEOUT, retry_handlers=[]
+            ),
+            # Without a secret (demo mode) Bolt sees only Socket Mode traffic, which the app
+            # token authenticates; the HTTP route refuses everything.
+            signing_secret=self.secret or None,
+            request_verification_enabled=bool(self.secret),
+            authorize=self.identity.authorizer(),
+            process_before_response=False,
+        )
+        self.context = SlackContext(
+            core=core,
+            inbox=self,
+            names=Names(self.client, fallback=config.store.team_name),
+            config=config,
+            channels={self.inbox_channel, *config.routing().values()},
+            permalink=self.identity.permalink,
+        )
+        register(self.bolt, self.context)
+        self.reminders = ReminderLoop(core, config)
+        app.router.add_post("/slack/events", self.events)
+
+    async def events(self, request: web.Request) -> web.Response:
+        if not self.secret:
             # Only demo mode gets this far (check_production refuses it otherwise): without the
             # secret no request can be verified, so none is accepted.
             return web.json_response(
                 {"error": "SLACK_SIGNING_SECRET is not set: Slack requests cannot be verified"},
                 status=401,
             )
-        bolt = request.app.get(BOLT)
-        if bolt is None:  # still starting: Slack retries events; a person can press again
-            return web.json_response({"error": "starting"}, status=503)
-        return await to_aiohttp_response(await bolt.async_dispatch(await to_bolt_request(request)))
+        assert self.bolt is not None
+        return await to_aiohttp_response(
+            await self.bolt.async_dispatch(await to_bolt_request(request))
+        )
 
-    app.router.add_post("/slack/events", events)
-
-    async def start(app: web.Application, services: Services) -> None:
-        assert settings.slack_bot_token and settings.slack_inbox_channel
-        if not secret:
+    async def start(self) -> None:
+        if not self.secret:
             log.warning(
                 "SLACK_SIGNING_SECRET is not set (demo mode): handoffs are posted to Slack, but "
                 "no request from Slack is accepted at /slack/events"
             )
-        token = settings.slack_bot_token.get_secret_value()
-        # No retry handlers: a 429 or 5xx comes back to the outbox, which paces and retries.
-        client = AsyncWebClient(
-            token=token, base_url=settings.slack_api_url, timeout=TIMEOUT, retry_handlers=[]
-        )
-        identity = Identity(client, token)
-        bolt = AsyncApp(
-            client=AsyncWebClient(
-                base_url=settings.slack_api_url, timeout=TIMEOUT, retry_handlers=[]
-            ),
-            # Without a secret (demo mode) Bolt sees only Socket Mode traffic, which the app
-            # token authenticates; the HTTP route above refuses everything.
-            signing_secret=secret or None,
-            request_verification_enabled=bool(secret),
-            authorize=identity.authorizer(),
-            process_before_response=False,
-        )
-        inbox = SlackInbox(
-            client, config, settings.slack_inbox_channel, post_rate=settings.slack_post_rate
-        )
-        ctx = SlackContext(
-            core=services.core,
-            inbox=inbox,
-            names=Names(client, fallback=config.store.team_name),
-            config=config,
-            channels={settings.slack_inbox_channel, *config.routing().values()},
-            permalink=identity.permalink,
-        )
-        register(bolt, ctx)
-        services.inboxes["slack"] = inbox
-        services.core.inbox_name = "slack"
-        services.worker.pacer.limit("slack-channel", rate=settings.slack_post_rate, burst=1)
-        services.worker.pacer.limit("slack-update", rate=settings.slack_update_rate, burst=5)
-        reminders = ReminderLoop(services.core, config)
-        reminders.start()
-        services.extras["slack"] = {
-            "client": client,
-            "bolt": bolt,
-            "inbox": inbox,
-            "identity": identity,
-            "context": ctx,
-            "reminders": reminders,
-        }
-        app[BOLT] = bolt
+        assert self.reminders is not None and self.bolt is not None
+        self.reminders.start()
         try:
-            info = await identity.get()
+            info = await self.identity.get()
             log.info("Slack: connected as %s in %s", info.get("user"), info.get("team"))
         except SlackUnavailable as exc:
             # Not fatal: handoffs wait in the outbox and events are retried until Slack answers.
             log.error("Slack: %s; will ask again on the first request", exc)
-        if settings.slack_app_token:
+        if self.settings.slack_app_token:
             from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-            handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-            services.extras["slack"]["socket"] = handler
-            await handler.connect_async()
+            self.socket = AsyncSocketModeHandler(
+                self.bolt, self.settings.slack_app_token.get_secret_value()
+            )
+            await self.socket.connect_async()
             log.info("Slack: connected in Socket Mode")
 
-    async def stop(app: web.Application, services: Services) -> None:
-        extras: dict[str, Any] = services.extras.get("slack") or {}
-        if "socket" in extras:
+    async def stop(self) -> None:
+        if self.socket is not None:
             with contextlib.suppress(Exception):
-                await extras["socket"].close_async()
-        if "reminders" in extras:
-            await extras["reminders"].stop()
-        if "context" in extras:
+                await self.socket.close_async()
+        if self.reminders is not None:
+            await self.reminders.stop()
+        if self.context is not None:
             # Replies already acknowledged to Slack are stored before the database closes.
-            await extras["context"].drain()
+            await self.context.drain()
 
-    app[BRIDGE_SETUP].append(start)
-    app[BRIDGE_TEARDOWN].append(stop)
+    def publish(self, conversation_id: int | None, out: Outgoing) -> None:
+        raise NotImplementedError("Slack is delivered through the outbox")

@@ -116,9 +116,6 @@ def to_delivery_error(exc: BaseException, redact: Callable[[str], str] = str) ->
 
 class TelegramChannel:
     name = "telegram"
-    # Only sends cost anything at Telegram; `state` sends nothing, so it should not use up the
-    # chat's pace. (For the delivery worker to read; it paces every row kind until it does.)
-    paced_kinds = ("send",)
 
     def __init__(
         self,

@@ -12,7 +12,6 @@ import contextlib
 import hmac
 import json
 import logging
-from dataclasses import dataclass
 
 from aiohttp import web
 from telegram import Bot, Update
@@ -21,15 +20,10 @@ from telegram.error import Conflict, InvalidToken, RetryAfter, TelegramError
 from bridges.telegram import ALLOWED_UPDATES, WEBHOOK_PATH
 from bridges.telegram.channel import TelegramChannel, retry_after_seconds
 from bridges.telegram.intake import Intake
-from core.services import (
-    BRIDGE_SETUP,
-    BRIDGE_TEARDOWN,
-    ConfigurationError,
-    Services,
-    display_name_factory,
-)
+from core.bridge import BridgeSetup, Capabilities, ConfigurationError, Role
+from core.lifecycle import Core
+from domain.outbox import Kind, Outgoing
 from domain.settings import Settings
-from domain.storeconfig import StoreConfig
 
 log = logging.getLogger("handoff.telegram")
 
@@ -75,17 +69,6 @@ class _Redactor(logging.Filter):
 REDACTOR = _Redactor()
 
 
-@dataclass
-class TelegramBridge:
-    bot: Bot
-    channel: TelegramChannel
-    intake: Intake
-    poller: asyncio.Task[None] | None = None
-
-
-TELEGRAM = web.AppKey("telegram", TelegramBridge)
-
-
 def make_bot(settings: Settings) -> Bot:
     if settings.telegram_bot_token is None:
         raise ConfigurationError("TELEGRAM_BOT_TOKEN is not set")
@@ -94,23 +77,52 @@ def make_bot(settings: Settings) -> Bot:
     return Bot(token, base_url=settings.telegram_api_url)
 
 
-def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig) -> None:
-    """Register the webhook route now (aiohttp freezes the router at start) and the hooks that
-    build the bot, the channel and the intake (or the polling task) once the core exists."""
-    secret = (
-        settings.telegram_webhook_secret.get_secret_value()
-        if settings.telegram_webhook_secret
-        else ""
-    )
+class TelegramBridge(TelegramChannel):
+    """Telegram as a shopper channel: updates come in through the webhook route (its secret
+    token checked) or a polling task we own; replies go out through the outbox (TelegramChannel).
+    """
 
-    async def webhook(request: web.Request) -> web.Response:
+    name = "telegram"
+    role = Role.CHANNEL
+    # "typing…" while the agent works. Only sends cost anything at Telegram: a state change
+    # sends nothing, so it does not spend the chat's pace.
+    capabilities = Capabilities(typing=True, paced_kinds=frozenset({Kind.SEND}))
+
+    def __init__(self, setup: BridgeSetup) -> None:
+        settings = setup.settings
+        if settings.telegram_mode not in ("webhook", "polling"):
+            raise ConfigurationError(
+                f"TELEGRAM_MODE must be webhook or polling, not {settings.telegram_mode!r}"
+            )
+        self.settings = settings
+        self.config = setup.config
+        self.secret = (
+            settings.telegram_webhook_secret.get_secret_value()
+            if settings.telegram_webhook_secret
+            else ""
+        )
+        setup.pacer.limit("tg-chat", rate=CHAT_RATE, burst=CHAT_BURST)
+        setup.pacer.limit("tg-all", rate=ALL_RATE, burst=ALL_BURST)
+        super().__init__(
+            make_bot(settings),
+            display_name=setup.config.staff_name,
+            pacer=setup.pacer,
+            redact=REDACTOR.redact,
+        )
+        self.intake: Intake | None = None
+        self.poller: asyncio.Task[None] | None = None
+
+    def mount(self, app: web.Application, core: Core) -> None:
+        self.intake = Intake(core, self.config)
+        if self.settings.telegram_mode == "webhook":
+            app.router.add_post(WEBHOOK_PATH, self.webhook)
+
+    async def webhook(self, request: web.Request) -> web.Response:
         given = request.headers.get(SECRET_HEADER, "")
-        if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        if not self.secret or not hmac.compare_digest(given.encode(), self.secret.encode()):
             log.info("telegram webhook call without the right secret token from %s", request.remote)
             return web.json_response({"error": "bad secret token"}, status=401)
-        bridge = request.app.get(TELEGRAM)
-        if bridge is None:
-            return web.json_response({"error": "starting"}, status=503)
+        assert self.intake is not None
         try:
             data = json.loads(await request.text())
         except ValueError:
@@ -118,11 +130,11 @@ def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             return web.json_response({"error": "not a Telegram update"}, status=400)
         try:
-            update = Update.de_json(data, bridge.bot)
+            update = Update.de_json(data, self.bot)
         except Exception:  # noqa: BLE001 - whatever PTB makes of a malformed update
             return web.json_response({"error": "not a Telegram update"}, status=400)
         try:
-            await bridge.intake.handle(update)
+            await self.intake.handle(update)
         except Exception:
             # Not stored: a non-2xx makes Telegram deliver it again.
             log.exception("telegram update %s could not be taken in", update.update_id)
@@ -130,19 +142,11 @@ def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig
         # Stored (the core answers in the background): acknowledge at once.
         return web.json_response({"ok": True})
 
-    if settings.telegram_mode == "webhook":
-        app.router.add_post(WEBHOOK_PATH, webhook)
-    elif settings.telegram_mode != "polling":
-        raise ConfigurationError(
-            f"TELEGRAM_MODE must be webhook or polling, not {settings.telegram_mode!r}"
-        )
-
-    async def start(app: web.Application, services: Services) -> None:
-        bot = make_bot(settings)
+    async def start(self) -> None:
         try:
-            await bot.initialize()  # getMe: checks the token
+            await self.bot.initialize()  # getMe: checks the token
         except InvalidToken:
-            await bot.shutdown()
+            await self.bot.shutdown()
             raise ConfigurationError(
                 "TELEGRAM_BOT_TOKEN was rejected by the Bot API (getMe answered 401/404)"
             ) from None
@@ -153,43 +157,26 @@ def setup_telegram(app: web.Application, settings: Settings, config: StoreConfig
                 "Telegram Bot API unreachable at start (%s); continuing",
                 REDACTOR.redact(str(exc)),
             )
-        pacer = services.worker.pacer
-        pacer.limit("tg-chat", rate=CHAT_RATE, burst=CHAT_BURST)
-        pacer.limit("tg-all", rate=ALL_RATE, burst=ALL_BURST)
-        channel = TelegramChannel(
-            bot,
-            display_name=display_name_factory(config),
-            pacer=pacer,
-            redact=REDACTOR.redact,
-        )
-        services.channels["telegram"] = channel
-        services.core.typing_hooks["telegram"] = channel.typing
-        bridge = TelegramBridge(bot, channel, Intake(services.core, config))
-        if settings.telegram_mode == "polling":
-            bridge.poller = asyncio.create_task(
-                poll(bot, bridge.intake, settings.telegram_poll_timeout), name="telegram-polling"
+        if self.settings.telegram_mode == "polling":
+            assert self.intake is not None
+            self.poller = asyncio.create_task(
+                poll(self.bot, self.intake, self.settings.telegram_poll_timeout),
+                name="telegram-polling",
             )
-        app[TELEGRAM] = bridge
-        services.extras["telegram"] = bridge
 
-    async def stop(app: web.Application, services: Services) -> None:
-        bridge = app.get(TELEGRAM)
-        if bridge is None:
-            return
-        if bridge.poller is not None:
-            bridge.poller.cancel()
+    async def stop(self) -> None:
+        # The worker has stopped by now: sends in flight finished before the HTTP client closes
+        # (a send cut off after Telegram took it would be retried, and shown twice).
+        if self.poller is not None:
+            self.poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await bridge.poller
-        # Let sends in flight finish before their HTTP client closes: a send cut off after
-        # Telegram took it would be retried (and shown twice) after the restart. The app stops
-        # the worker right after the bridges anyway; stopping it twice is harmless.
-        await services.worker.stop()
-        await bridge.channel.close()
+                await self.poller
+        await self.close()
         with contextlib.suppress(Exception):
-            await bridge.bot.shutdown()
+            await self.bot.shutdown()
 
-    app[BRIDGE_SETUP].append(start)
-    app[BRIDGE_TEARDOWN].append(stop)
+    def publish(self, conversation_id: int | None, out: Outgoing) -> None:
+        raise NotImplementedError("Telegram is delivered through the outbox")
 
 
 async def poll(bot: Bot, intake: Intake, timeout: int = 25) -> None:

@@ -64,7 +64,7 @@ class Harness:
 
     @property
     def ctx(self) -> SlackContext:
-        return self.svc.extras["slack"]["context"]
+        return self.svc.bridges["slack"].context
 
     # ---------------------------------------------------------------- shopper side
 

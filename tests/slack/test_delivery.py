@@ -113,7 +113,7 @@ async def _failed_calls(slack: FakeSlack, n: int) -> bool:
 
 async def test_timeouts_are_retried(make_client: Any, slack: FakeSlack, quick_backoff: None) -> None:
     h = Harness(await make_client(**slack_settings(slack)), slack)
-    h.svc.extras["slack"]["client"].timeout = 0.2
+    h.svc.bridges["slack"].client.timeout = 0.2
     slack.stall = 1.0  # Slack holds every call longer than our client waits
     cid, token = await h.shopper("Can I talk to a person please?")
     await eventually(lambda: _failed_calls(slack, 1))

@@ -106,7 +106,7 @@ async def test_events_slack_cannot_authorize_yet_are_refused_so_slack_retries(
     channel, ts = await h.thread(cid)  # the queued ticket goes out once Slack is back
     reply = event_body(h.reply_event(channel, ts, "back online"), "EvAfter")
     slack.fail_status = 500
-    h.svc.extras["slack"]["identity"].info = None  # as on a fresh start
+    h.svc.bridges["slack"].identity.info = None  # as on a fresh start
     assert (await h.post(reply)).status == 500
     slack.fail_status = None
     assert (await h.post(reply, **{"X-Slack-Retry-Num": "1"})).status == 200

@@ -233,7 +233,7 @@ async def test_an_unclaimed_handoff_gets_one_reminder_with_a_mention(
             conv = await s.get(Conversation, cid)
             assert conv is not None
             conv.handed_off_at = utcnow() - timedelta(minutes=16)  # past the 15-minute SLA
-    reminders = h.svc.extras["slack"]["reminders"]
+    reminders = h.svc.bridges["slack"].reminders
     assert await reminders.check() == [waiting]
     assert await reminders.check() == []  # once per handoff
     await h.svc.worker.drain()

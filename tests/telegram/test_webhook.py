@@ -93,7 +93,7 @@ async def test_updates_of_one_chat_are_answered_in_order(
     assert [m.role for m in hist] == ["shopper", "agent"] * 3
     assert got == [m.text for m in hist if m.role == "agent"]
     assert "2–4 working days" in got[2]
-    assert len(services(client).extras["telegram"].intake.locks) == 0  # no lock kept per chat
+    assert len(services(client).bridges["telegram"].intake.locks) == 0  # no lock kept per chat
 
 
 async def test_photos_stickers_voice_get_text_only_and_edits_are_recorded_not_answered(
@@ -177,7 +177,7 @@ async def test_typing_is_kept_up_while_the_agent_thinks_and_stops_with_the_answe
     answer = tg.attempts("sendMessage", 508)[0]
     before = [c for c in tg.attempts("sendChatAction", 508) if c.at < answer.at]
     assert len(before) >= 3  # refreshed, as Telegram shows it for 5 seconds only
-    channel = services(client).extras["telegram"].channel
+    channel = services(client).bridges["telegram"]
 
     async def stopped() -> bool:
         return not channel._typing
