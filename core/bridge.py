@@ -92,8 +92,6 @@ class Bridge(Protocol):
         """Stop taking work in and finish what was taken; the worker has stopped sending."""
         ...
 
-    def rate_keys(self, conversation: ConversationView | None, kind: Kind) -> list[str]: ...
-
     def publish(self, conversation_id: int | None, out: Outgoing) -> None:
         """A live bridge's delivery, called once the change that caused it commits, in commit
         order (only with `capabilities.live`)."""

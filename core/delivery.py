@@ -37,6 +37,7 @@ from domain.outbox import (
 )
 from domain.ports import ConversationView, DeliveryError
 from storage import repo
+from storage.db import affected
 from storage.models import Conversation, Message, OutboxRow
 
 log = logging.getLogger("handoff.delivery")
@@ -163,7 +164,7 @@ class DeliveryWorker:
                 .where(OutboxRow.status == "sending", OutboxRow.lease_until < self.clock.now())
                 .values(status="pending")
             )
-            return res.rowcount or 0
+            return affected(res)
 
     async def recover_all(self) -> int:
         """At start of a single instance every 'sending' row is orphaned."""
@@ -171,7 +172,7 @@ class DeliveryWorker:
             res = await s.execute(
                 update(OutboxRow).where(OutboxRow.status == "sending").values(status="pending")
             )
-            return res.rowcount or 0
+            return affected(res)
 
     async def run(self) -> None:
         last_recover = self.clock.monotonic()
@@ -337,7 +338,7 @@ class DeliveryWorker:
         self, lane: str, destination: str, kind: str, conv: ConversationView | None
     ) -> list[str]:
         """The pacer's keys this row spends: none for a kind its bridge does not pace."""
-        bridge: Bridge | None = (
+        bridge: ChannelBridge | InboxBridge | None = (
             self.channels.get(destination) if lane == Lane.SHOPPER else self.inboxes.get(destination)
         )
         if bridge is None or kind not in bridge.capabilities.paced_kinds:
@@ -349,6 +350,7 @@ class DeliveryWorker:
         away than the claim's lease (every instance's backlog queues for one channel), and an
         expired lease lets another instance take the row and send it too: so the lease is
         extended past the slot first. False: the row is no longer ours (do not send it)."""
+        assert self.shared_pacer is not None
         slot = await self.shared_pacer.reserve_all(keys)
         if slot is None:
             return True
@@ -368,7 +370,7 @@ class DeliveryWorker:
                     )
                     .values(lease_until=now + timedelta(seconds=delay + self.lease_seconds))
                 )
-                if kept.rowcount != 1:
+                if affected(kept) != 1:
                     return False
         await self.clock.sleep(delay)
         return True

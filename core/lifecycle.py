@@ -31,7 +31,7 @@ from domain.outbox import Lane, Outgoing
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from domain.textclean import clean_optional, clean_string
 from storage import repo
-from storage.db import after_commit
+from storage.db import affected, after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
 
 log = logging.getLogger("handoff.core")
@@ -262,7 +262,7 @@ class Core:
                 .where(Conversation.id == conversation_id)
                 .values(updated_at=now)
             )
-            if touched.rowcount != 1:
+            if affected(touched) != 1:
                 raise UnknownConversation(f"No conversation #{conversation_id}.")
             values = {
                 "conversation_id": conversation_id,
@@ -366,7 +366,7 @@ class Core:
                     lease_until=now + timedelta(seconds=self.lease_seconds),
                 )
             )
-            return res.rowcount == 1
+            return affected(res) == 1
 
     async def _release(self, conversation_id: int) -> None:
         if not self.multi_instance:
@@ -459,8 +459,9 @@ class Core:
         if state == "resolved":
             await self._reopen(conversation_id)
             async with self.sessions() as s:
-                view = await repo.load_view(s, conversation_id)
-                assert view is not None
+                reopened = await repo.load_view(s, conversation_id)
+                assert reopened is not None
+                view = reopened
                 hist = await repo.history(
                     s, conversation_id, upto=msg_id, include_notes=False, last=AGENT_HISTORY
                 )
@@ -584,7 +585,7 @@ class Core:
             .where(Message.id == msg_id, Message.handled.is_(False))
             .values(handled=True)
         )
-        return res.rowcount == 1
+        return affected(res) == 1
 
     async def _relay_to_inbox(self, conversation_id: int, msg_id: int) -> None:
         async with self.sessions() as s, s.begin():

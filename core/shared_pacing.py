@@ -36,13 +36,17 @@ class SharedPacer:
             return None
         gap = timedelta(seconds=step)
         now = self.clock.now()
-        stmt = insert(PacingSlot).values(key=key, next_at=now + gap)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[PacingSlot.key],
-            set_={"next_at": func.greatest(PacingSlot.next_at, now) + gap},
-        ).returning(PacingSlot.next_at)
+        stmt = (
+            insert(PacingSlot)
+            .values(key=key, next_at=now + gap)
+            .on_conflict_do_update(
+                index_elements=[PacingSlot.key],
+                set_={"next_at": func.greatest(PacingSlot.next_at, now) + gap},
+            )
+            .returning(PacingSlot.next_at)
+        )
         async with self.sessions() as s, s.begin():
-            next_at = (await s.execute(stmt)).scalar_one()
+            next_at: datetime = (await s.execute(stmt)).scalar_one()
         return next_at - gap
 
     async def reserve_all(self, keys: list[str]) -> datetime | None:

@@ -110,9 +110,9 @@ def _cards_in_run(run: re.Match[str]) -> list[tuple[int, int, str]]:
                 windows[n] = j
         hit = next(
             (
-                j
+                end
                 for n in _CARD_LENGTHS
-                if (j := windows.get(n)) is not None and digits.luhn_ok(cum[i], cum[j + 1])
+                if (end := windows.get(n)) is not None and digits.luhn_ok(cum[i], cum[end + 1])
             ),
             None,
         )

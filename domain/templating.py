@@ -47,7 +47,7 @@ def _expression(source: str) -> Any:
 
 
 def render(template: str, **context: Any) -> str:
-    return _template(template).render(**context)
+    return str(_template(template).render(**context))
 
 
 def evaluate(expression: str, **context: Any) -> Any:

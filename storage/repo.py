@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.ports import STATES, ConversationView, CustomerView, MessageView
+from storage.db import affected
 from storage.models import (
     Conversation,
     ConversationTag,
@@ -231,7 +232,7 @@ async def prune_processed(
     if source is not None:
         q = q.where(ProcessedId.source == source)
     res = await session.execute(q)
-    return res.rowcount or 0
+    return affected(res)
 
 
 async def queued_before(session: AsyncSession, before: datetime) -> list[int]:
@@ -500,7 +501,7 @@ async def delete_staff_session(session: AsyncSession, id_hash: str) -> None:
 
 async def prune_staff_sessions(session: AsyncSession, now: datetime) -> int:
     res = await session.execute(delete(StaffSession).where(StaffSession.expires_at <= now))
-    return res.rowcount or 0
+    return affected(res)
 
 
 def touch(conv: Conversation) -> None:
