@@ -19,10 +19,11 @@ from aiohttp import web
 
 import bridges.slack
 import bridges.telegram
+import bridges.webinbox
+import bridges.widget
 from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.offline import OfflineAgent
-from bot.builtin import web_inbox_bridge, widget_bridge
 from core.bridge import Bridge, BridgeFactory, BridgeSetup, ConfigurationError, check_bridges
 from core.clock import SYSTEM_CLOCK, Clock
 from core.delivery import DeliveryWorker
@@ -47,10 +48,10 @@ __all__ = ["BRIDGES", "SERVICES", "ConfigurationError", "Services", "build_app"]
 # Every bridge the service can run; each answers None when it is not configured. A new channel
 # or inbox is a folder under bridges/ and one line here.
 BRIDGES: tuple[BridgeFactory, ...] = (
-    widget_bridge,
-    web_inbox_bridge,
-    bridges.slack.bridge,
-    bridges.telegram.bridge,
+    bridges.widget.build,
+    bridges.webinbox.build,
+    bridges.slack.build,
+    bridges.telegram.build,
 )
 
 

@@ -60,7 +60,7 @@ def _redact(exc: BaseException | None) -> None:
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        if isinstance(getattr(exc, "detail", None), str) and exc.detail:
+        if isinstance(getattr(exc, "detail", None), str) and getattr(exc, "detail"):  # noqa: B009
             exc.detail = "(hidden: it may hold the row's values)"  # type: ignore[attr-defined]
         if exc.args and isinstance(exc.args[0], str) and _ARGUMENT in exc.args[0]:
             exc.args = (_hide_argument(exc.args[0]), *exc.args[1:])

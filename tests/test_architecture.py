@@ -84,3 +84,10 @@ def test_loading_the_core_loads_no_platform_sdk() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_bridges_reach_the_database_only_through_the_core() -> None:
+    """A bridge translates a platform's events into core calls and core deliveries into platform
+    calls; it opens no session and writes no row of its own (the outbox stays exactly-once)."""
+    deps = _package_imports()["bridges"]
+    assert "storage" not in deps, deps.get("storage")

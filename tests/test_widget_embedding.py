@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from core.services import ConfigurationError
+from core.bridge import ConfigurationError
 from tests.conftest import services
 
 SHOP = "https://shop.example.com"

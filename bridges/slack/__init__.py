@@ -6,7 +6,7 @@ from __future__ import annotations
 from core.bridge import Bridge, BridgeSetup
 
 
-def bridge(setup: BridgeSetup) -> Bridge | None:
+def build(setup: BridgeSetup) -> Bridge | None:
     """The Slack inbox, when a bot token and an inbox channel are set."""
     if not setup.settings.slack_enabled:
         return None

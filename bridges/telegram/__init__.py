@@ -9,7 +9,7 @@ WEBHOOK_PATH = "/telegram/webhook"
 ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
 
 
-def bridge(setup: BridgeSetup) -> Bridge | None:
+def build(setup: BridgeSetup) -> Bridge | None:
     """The Telegram channel, when a bot token is set."""
     if not setup.settings.telegram_enabled:
         return None

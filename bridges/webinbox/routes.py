@@ -1,7 +1,7 @@
 """The web inbox for stores without Slack (and the demo): queue, history, reply, commands, live.
 
-As an `Inbox` it has little to do: the page reads the lists through the core, so opening a
-thread or posting to it is just a nudge to open pages.
+As a bridge (bridges/webinbox/bridge.py) it has little to do: the page reads the lists through
+the core, and open pages are told on commit which conversations changed.
 
 Who is asking is the signed-in staff account behind the session cookie (HttpOnly,
 SameSite=Strict, Secure over https, path /inbox): the author of every reply and change is that
@@ -15,6 +15,7 @@ import contextlib
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +27,7 @@ from core.limits import RateLimiter, client_address, parse_networks
 from core.live import LiveHub
 from core.queue import MAX_PAGE, QueuePage, QueueReader, tabs_of
 from core.staff import Person, StaffAccounts, StaffError
-from domain.outbox import DeliveryResult
-from domain.ports import ConversationView, MessageView
-from storage.models import utcnow
+from domain.ports import ConversationView
 
 STATIC = Path(__file__).resolve().parent / "static"
 COMMANDS = {"claim", "release", "tag", "resolve", "bot"}
@@ -42,36 +41,6 @@ CSP = (
     "frame-ancestors 'none'"
 )
 PAGE_SIZE = 50
-
-
-class WebInbox:
-    name = "web"
-
-    def __init__(self, live: LiveHub) -> None:
-        self.live = live
-        self.alerts: list[str] = []
-
-    async def open_thread(self, conversation: ConversationView, history: list[MessageView], context: dict[str, Any]) -> dict[str, Any]:
-        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
-        return {"inbox": "web"}
-
-    async def post(self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]) -> DeliveryResult:
-        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
-        return DeliveryResult()
-
-    async def post_history(self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]) -> int:
-        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
-        return history[-1].id
-
-    async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
-        self.live.publish("inbox", {"type": "changed", "conversation_id": conversation.id})
-
-    async def alert(self, text: str) -> None:
-        self.alerts = [*self.alerts[-49:], text]
-        self.live.publish("inbox", {"type": "alert", "text": text})
-
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "post") -> list[str]:
-        return []
 
 
 def customer_json(c: ConversationView) -> dict[str, Any]:
@@ -138,7 +107,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class WebInboxRoutes:
-    """The inbox's pages and API. `staff` and `reader` are bound once the app has started."""
+    """The inbox's pages and API."""
 
     # How often an open socket checks that its session still stands (a removed person's
     # socket closes within this); HTTP requests check on every call.
@@ -150,6 +119,8 @@ class WebInboxRoutes:
         live: LiveHub,
         tags: list[dict[str, Any]],
         *,
+        staff: StaffAccounts,
+        reader: QueueReader,
         trusted_proxies: str = "",
         login_limit: str = "10/15minutes",
         session_seconds: float = 14 * 86400,
@@ -157,8 +128,8 @@ class WebInboxRoutes:
         self.core = core
         self.live = live
         self.tags = tags
-        self.staff: StaffAccounts | None = None
-        self.reader: QueueReader | None = None
+        self.staff = staff
+        self.reader = reader
         self.trusted = parse_networks(trusted_proxies)
         self.login_limiter = RateLimiter(login_limit)
         self.session_seconds = session_seconds
@@ -212,13 +183,9 @@ class WebInboxRoutes:
         return proto == "https" and self._peer_is_proxy(request)
 
     def _accounts(self) -> StaffAccounts:
-        if self.staff is None:
-            raise web.HTTPServiceUnavailable(text="starting")
         return self.staff
 
     def _queue(self) -> QueueReader:
-        if self.reader is None:
-            raise web.HTTPServiceUnavailable(text="starting")
         return self.reader
 
     async def _person(self, request: web.Request) -> Person:
@@ -347,7 +314,7 @@ class WebInboxRoutes:
         if since / bucket > 500:
             return web.json_response({"error": "too many buckets: use a larger bucket"}, status=400)
         tag = request.query.get("tag") or None
-        return web.json_response(await self._queue().stats(since, bucket, tag, utcnow()))
+        return web.json_response(await self._queue().stats(since, bucket, tag, datetime.now(UTC)))
 
     async def tag_list(self, request: web.Request) -> web.Response:
         await self._person(request)

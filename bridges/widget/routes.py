@@ -1,7 +1,7 @@
 """The web widget: its HTTP + WebSocket API, the script itself, and the demo page.
 
-The widget is a `ShopperChannel` whose `send` pushes to the shopper's open sockets; the messages
-table is the record, so a socket that was closed catches up from `after=` on reconnect.
+Its delivery is live (bridges/widget/bridge.py): the shopper's open sockets get each event as it
+commits; the messages table is the record, so a socket that was closed catches up from `after=`.
 
 Everything here answers strangers: bodies are JSON only (a cross-site form cannot post one
 without a CORS preflight), nested or malformed JSON is a 400, every repeatable request is
@@ -23,8 +23,6 @@ from core.lifecycle import Core, CoreError, UnknownConversation
 from core.limits import client_address
 from core.live import LiveHub
 from domain.masking import mask_sensitive
-from domain.outbox import DeliveryResult
-from domain.ports import ConversationView
 from domain.textclean import clean_optional
 
 log = logging.getLogger("handoff.widget")
@@ -34,28 +32,6 @@ MAX_DEPTH = 8  # the widget's bodies are flat objects; deeper nesting is refused
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in PostgreSQL: a larger one is no conversation
 API = "/api/conversations"
 MAX_REFUSED_FRAMES = 20  # frames in a row sent while told to wait, before the socket is closed
-
-
-class WidgetChannel:
-    name = "widget"
-    # Delivery is the live event: the core publishes it when the change commits (no outbox row).
-    live_delivery = True
-
-    def __init__(self, live: LiveHub) -> None:
-        self.live = live
-
-    async def send(self, conversation: ConversationView, message: dict[str, Any], *, step: int = 0) -> DeliveryResult:
-        n = self.live.publish(f"conv:{conversation.id}", {"type": "message", **message})
-        return DeliveryResult.done(sockets=n)
-
-    async def state(self, conversation: ConversationView) -> None:
-        self.live.publish(f"conv:{conversation.id}", {"type": "state", "state": conversation.state})
-
-    async def typing(self, conversation: ConversationView) -> None:
-        self.live.publish(f"conv:{conversation.id}", {"type": "typing"})
-
-    def rate_keys(self, conversation: ConversationView | None, kind: str = "send") -> list[str]:
-        return []
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
