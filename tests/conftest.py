@@ -6,9 +6,13 @@ otherwise calls to 127.0.0.1 would go to a proxy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from bot.shop_server import ShopData, start_shop
 from bridges.widget.embedding import sign_email
 from domain.settings import Settings
 from domain.storeconfig import StoreConfig, load_config
+from storage.migrate import upgrade, upgrade_async
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -148,15 +153,108 @@ async def inbox_login(http: Any, name: str = "Maria Lopez", base: str = "") -> d
     return {"Cookie": f"{INBOX_COOKIE}={cookies[INBOX_COOKIE].value}"}
 
 
+# ------------------------------------------------------------------ databases
+# Migrating a database costs ~0.2 s on SQLite and creating and migrating one ~1 s on PostgreSQL,
+# for every test that starts the service. So each is migrated once per run: SQLite as a file
+# copied into the test's folder, PostgreSQL as one database emptied before each test (every
+# table truncated, ids restarted): what a test sees is the same empty, migrated database.
+
+PG = os.environ.get("TEST_DATABASE_URL")
+_templates: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="session")
+def sqlite_template() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="handoff-template-"))
+    path = folder / "template.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")  # no event loop runs yet: alembic may start its own
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def migrated_sqlite(template: Path, path: Path) -> str:
+    """The URL of a migrated SQLite database at `path` (copied from the template if new)."""
+    if not path.exists():
+        shutil.copyfile(template, path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """An empty, migrated PostgreSQL database of this run's own (TEST_DATABASE_URL)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    assert PG, "needs TEST_DATABASE_URL"
+    if "url" not in _templates:
+        name = f"handoff_run_{uuid.uuid4().hex[:10]}"
+        admin = create_async_engine(PG, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        await admin.dispose()
+        url = PG.rsplit("/", 1)[0] + f"/{name}"
+        await upgrade_async(url)
+        _templates.update(url=url, name=name)
+    url = _templates["url"]
+    engine = create_async_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with engine.connect() as conn:
+            # Whatever the last test left connected goes (as DROP DATABASE ... FORCE would).
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+            tables = list(
+                await conn.scalars(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'"
+                    )
+                )
+            )
+            quoted = ", ".join(f'"{t}"' for t in tables)
+            await conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    finally:
+        await engine.dispose()
+    yield url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_run_database() -> Iterator[None]:
+    yield
+    if "name" not in _templates:
+        return
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    async def drop() -> None:
+        assert PG
+        admin = create_async_engine(PG, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE IF EXISTS "{_templates["name"]}" WITH (FORCE)'))
+        await admin.dispose()
+
+    asyncio.run(drop())
+
+
 @pytest.fixture
 async def make_client(
-    tmp_path: Path, shop: tuple[ShopData, str], store_config: StoreConfig
+    tmp_path: Path,
+    shop: tuple[ShopData, str],
+    store_config: StoreConfig,
+    sqlite_template: Path,
 ) -> AsyncIterator[AppFactory]:
     """Start the whole service on a real port; call again with the same tmp_path to 'restart'."""
     clients: list[TestClient] = []
 
     async def factory(config: StoreConfig | None = None, **overrides: Any) -> TestClient:
         settings = make_settings(tmp_path, shop[1], **overrides)
+        if settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/handoff.db":
+            migrated_sqlite(sqlite_template, tmp_path / "handoff.db")
         app = build_app(settings, config or store_config)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()

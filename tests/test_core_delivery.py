@@ -4,16 +4,13 @@ in-memory fakes of the ports: ordering, idempotency, retries, restarts."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import select
 
 from core.delivery import DeliveryWorker
 from core.lifecycle import Core
@@ -25,32 +22,19 @@ from storage.db import make_engine, make_sessionmaker
 from storage.migrate import upgrade_async
 from storage.models import OutboxRow, StateEvent, TagEvent
 from tests.clock import FakeClock
-from tests.conftest import eventually
+from tests.conftest import eventually, fresh_pg_database, migrated_sqlite
 from tests.fakes import FakeChannel, FakeInbox, ScriptedAgent
 
 BACKENDS = ["sqlite"] + (["postgresql"] if os.environ.get("TEST_DATABASE_URL") else [])
 
 
-@contextlib.asynccontextmanager
-async def fresh_pg_database() -> AsyncIterator[str]:
-    """A PostgreSQL database of its own, dropped afterwards."""
-    base = os.environ["TEST_DATABASE_URL"]
-    name = f"handoff_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
-
-
 @pytest.fixture(params=BACKENDS)
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path
+) -> AsyncIterator[str]:
+    """An empty, migrated database on each backend."""
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/core.db"
+        yield migrated_sqlite(sqlite_template, tmp_path / "core.db")
         return
     async with fresh_pg_database() as url:
         yield url
@@ -116,7 +100,6 @@ class Rig:
 
 @pytest.fixture
 async def rig(database_url: str) -> AsyncIterator[Rig]:
-    await upgrade_async(database_url)
     r = await Rig(database_url).start()
     yield r
     await r.stop()
