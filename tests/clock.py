@@ -5,9 +5,12 @@ measures is exactly what the code decided (no scheduling delay of a loaded machi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 class FakeClock:
@@ -15,7 +18,12 @@ class FakeClock:
     a sleeper is the only thing that makes time pass, and whoever was due earlier wakes too.
     Without it, timers fire only when the test calls `advance`, for tests that look at what
     happens in between. `wait` (an event or a timeout) never jumps: the worker's idle wait
-    would otherwise spin through time with nothing to do."""
+    would otherwise spin through time with nothing to do.
+
+    For a whole running service, `run_when_idle` moves time instead: whenever every task the
+    service is busy with is done or itself asleep on this clock, the clock jumps to the next
+    timer. No time passes while a delivery is on its way, so a fake platform stamping calls
+    with this clock sees exactly the spacing the service chose."""
 
     def __init__(self, start: datetime | None = None, *, autojump: bool = True) -> None:
         self.autojump = autojump
@@ -23,6 +31,8 @@ class FakeClock:
         self._elapsed = 0.0
         self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._asleep: set[asyncio.Task[Any]] = set()
+        self._jumper: asyncio.Task[None] | None = None
 
     @property
     def elapsed(self) -> float:
@@ -58,7 +68,37 @@ class FakeClock:
         fut = self._timer(seconds)
         if self.autojump:
             self.advance(seconds)
-        await fut
+        task = asyncio.current_task()
+        if task is not None:
+            self._asleep.add(task)
+        try:
+            await fut
+        finally:
+            self._asleep.discard(task)  # type: ignore[arg-type]
+
+    def run_when_idle(
+        self, busy: Callable[[], Iterable[asyncio.Task[Any]]], every: float = 0.002
+    ) -> None:
+        """Jump to the next timer whenever none of the tasks `busy` names is doing anything
+        but sleeping on this clock (checked every `every` seconds of real time)."""
+        self.autojump = False
+        if self._jumper is not None:  # the service restarted: the new one is what counts
+            self._jumper.cancel()
+
+        async def jump() -> None:
+            while True:
+                await asyncio.sleep(every)
+                pending = [d for d, _, f in self._timers if not f.done()]
+                if pending and all(t.done() or t in self._asleep for t in busy()):
+                    self.advance(min(pending) - self._elapsed)
+
+        self._jumper = asyncio.get_running_loop().create_task(jump())
+
+    async def stop(self) -> None:
+        if self._jumper is not None:
+            self._jumper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._jumper
 
     async def wait(self, event: asyncio.Event, timeout: float) -> bool:
         if event.is_set():

@@ -24,9 +24,11 @@ from agent import rules
 from bot.app import SERVICES, Services, build_app
 from bot.shop_server import ShopData, start_shop
 from bridges.widget.embedding import sign_email
+from core.clock import SYSTEM_CLOCK
 from domain.settings import Settings
 from domain.storeconfig import StoreConfig, load_config
 from storage.migrate import upgrade, upgrade_async
+from tests.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -251,19 +253,31 @@ async def make_client(
     """Start the whole service on a real port; call again with the same tmp_path to 'restart'."""
     clients: list[TestClient] = []
 
-    async def factory(config: StoreConfig | None = None, **overrides: Any) -> TestClient:
+    clocks: list[FakeClock] = []
+
+    async def factory(
+        config: StoreConfig | None = None, *, clock: FakeClock | None = None, **overrides: Any
+    ) -> TestClient:
+        """`clock`: the service's delivery worker and pacers run on it, time passing whenever
+        the service has nothing to do but wait (a fake platform can stamp calls with it)."""
         settings = make_settings(tmp_path, shop[1], **overrides)
         if settings.database_url == f"sqlite+aiosqlite:///{tmp_path}/handoff.db":
             migrated_sqlite(sqlite_template, tmp_path / "handoff.db")
-        app = build_app(settings, config or store_config)
+        app = build_app(settings, config or store_config, clock=clock or SYSTEM_CLOCK)
         client = TestClient(TestServer(app, host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
+        if clock is not None:
+            svc = app[SERVICES]
+            clock.run_when_idle(lambda: [*svc.worker._tasks, *svc.core._tasks])
+            clocks.append(clock)
         return client
 
     yield factory
     for c in clients:
         await c.close()
+    for clock in clocks:
+        await clock.stop()
 
 
 def services(client: TestClient) -> Services:

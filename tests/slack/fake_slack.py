@@ -19,6 +19,7 @@ import hmac
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -55,6 +56,9 @@ class FakeSlack:
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # bodies posted to response URLs
     _last_post: dict[str, float] = field(default_factory=dict)
+    # What "now" is for the limits and the calls' times: the service's fake clock in tests that
+    # run the service on one, so that Slack and the service agree on how much time passed.
+    clock: Callable[[], float] = time.monotonic
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _urls: itertools.count = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
@@ -108,7 +112,7 @@ class FakeSlack:
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         auth = request.headers.get("Authorization", "")
-        now = time.monotonic()
+        now = self.clock()
         if self.stall:
             # Recorded first: a client that gives up disconnects, and the server may cancel us.
             self.calls.append(Call(method, args, now, 503))

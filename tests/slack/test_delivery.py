@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from core import delivery
+from tests.clock import FakeClock
 from tests.conftest import eventually
 from tests.slack.conftest import INBOX, Harness, slack_settings
 from tests.slack.fake_slack import FakeSlack
@@ -44,6 +45,14 @@ async def assert_each_once_in_order(h: Harness, cid: int, token: str, ts: str) -
     assert where == sorted(where)
 
 
+def on_fake_time(slack: FakeSlack) -> FakeClock:
+    """Slack and the service on one clock that moves only when both wait: pacing and
+    Retry-After are checked exactly, and take no real time."""
+    clock = FakeClock()
+    slack.clock = clock.monotonic
+    return clock
+
+
 async def test_paced_below_slacks_limit_no_429_at_all(make_client: Any, slack: FakeSlack) -> None:
     slack.min_interval = 0.1  # Slack allows 10 posts a second per channel here
     h = Harness(await make_client(**slack_settings(slack, slack_post_rate=8.0)), slack)
@@ -59,9 +68,12 @@ async def test_paced_below_slacks_limit_no_429_at_all(make_client: Any, slack: F
 async def test_429_retry_after_is_honoured_and_nothing_is_lost_or_duplicated(
     make_client: Any, slack: FakeSlack
 ) -> None:
+    clock = on_fake_time(slack)
     slack.min_interval = 0.3  # stricter than our pace: 429s will happen
     slack.retry_after = 1
-    h = Harness(await make_client(**slack_settings(slack, slack_post_rate=20.0)), slack)
+    h = Harness(
+        await make_client(clock=clock, **slack_settings(slack, slack_post_rate=20.0)), slack
+    )
     convs = [await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com") for i in range(3)]
     for cid, token in convs:
         await h.say(cid, token, f"and one more thing [{cid}]")

@@ -18,6 +18,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +74,9 @@ class FakeTelegram:
     _last: dict[int, float] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
+    # What "now" is for flood control and the calls' times: the service's fake clock in tests
+    # that run the service on one, so that Telegram and the service agree on the time passed.
+    clock: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------ test API
 
@@ -132,7 +136,7 @@ class FakeTelegram:
     def _answer(
         self, method: str, args: dict[str, Any], status: int, body: dict[str, Any]
     ) -> web.Response:
-        self.calls.append(Call(method, args, status, time.monotonic()))
+        self.calls.append(Call(method, args, status, self.clock()))
         return web.json_response(body, status=status)
 
     def _ok(self, method: str, args: dict[str, Any], result: Any) -> web.Response:
@@ -254,7 +258,7 @@ class FakeTelegram:
             return self._err(method, args, 400, "Bad Request: message text is empty")
         if len(text.encode("utf-16-le")) // 2 > 4096:
             return self._err(method, args, 400, "Bad Request: message is too long")
-        now = time.monotonic()
+        now = self.clock()
         if self.per_chat_interval and now - self._last.get(chat, -1e9) < self.per_chat_interval:
             return self._err(
                 method,

@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from bridges.telegram.channel import split_text
+from tests.clock import FakeClock
 from tests.conftest import eventually, services
 from tests.telegram.conftest import conversation, history, hook, settle, texts
 from tests.telegram.fake_telegram import Call, FakeTelegram, member_update, text_update
@@ -84,10 +85,18 @@ async def test_handoff_and_human_replies_from_the_inbox_reach_the_chat(
     assert "2–4 working days" in got[3]
 
 
+def on_fake_time(tg: FakeTelegram) -> FakeClock:
+    """Telegram and the service on one clock that moves only when both wait: pacing and
+    Retry-After are checked exactly, and take no real time."""
+    clock = FakeClock()
+    tg.clock = clock.monotonic
+    return clock
+
+
 async def test_a_long_reply_is_split_on_sentence_bounds_and_paced(
     start_service: Start, tg: FakeTelegram
 ) -> None:
-    client = await start_service(max_message_chars=12000)
+    client = await start_service(max_message_chars=12000, clock=on_fake_time(tg))
     cid = await handed_off(client, tg, 602, 1)
     long_reply = sentences(170)  # about 9,200 characters
     await inbox_reply(client, cid, long_reply)
@@ -127,7 +136,8 @@ async def settle_and_last_row(client: TestClient, cid: int) -> Any:
 async def test_a_split_reply_goes_on_from_the_failed_part_after_429_and_after_a_restart(
     start_service: Start, tg: FakeTelegram
 ) -> None:
-    client = await start_service(max_message_chars=12000)
+    clock = on_fake_time(tg)
+    client = await start_service(max_message_chars=12000, clock=clock)
     cid = await handed_off(client, tg, 603, 1)
     # Part 2 of the first long reply is refused with 429 retry_after=1.
     tg.fail("sendMessage", 429, chat=603, retry_after=1, after=1)
@@ -150,7 +160,7 @@ async def test_a_split_reply_goes_on_from_the_failed_part_after_429_and_after_a_
     await eventually(outage_seen)
     await client.close()
     tg.clear_faults()
-    client = await start_service(max_message_chars=12000)
+    client = await start_service(max_message_chars=12000, clock=clock)
     await texts(tg, 603, 7)
     await settle(client)
     got = tg.texts(603)
@@ -159,8 +169,9 @@ async def test_a_split_reply_goes_on_from_the_failed_part_after_429_and_after_a_
 
 
 async def test_rate_limits_recover_every_answer_once_and_in_order(
-    client: TestClient, tg: FakeTelegram
+    start_service: Start, tg: FakeTelegram
 ) -> None:
+    client = await start_service(clock=on_fake_time(tg))
     tg.per_chat_interval = 0.8  # Telegram in a strict mood: no bursts at all
     questions = [
         "What payment methods do you accept?",
