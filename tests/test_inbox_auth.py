@@ -149,7 +149,7 @@ async def test_an_expired_login_link_is_refused(make_client: Any) -> None:
 
 async def test_a_session_expires_unused_and_renews_while_in_use(make_client: Any) -> None:
     client = await make_client(inbox_session_days=14)
-    staff = services(client).extras["staff"]
+    staff = services(client).staff
     maria = await inbox_login(client, "Maria Lopez")
     start = utcnow()
 
