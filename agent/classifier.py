@@ -34,6 +34,9 @@ from agent.text import normalize
 DATA_DIR = Path(__file__).resolve().parent / "intent_data"
 NONE = "none"
 DEFAULT_THRESHOLD = 0.5
+# The lower bar an intent needs when the store's pages have no answer for the message: the agent
+# is about to offer a person anyway, so weaker evidence of a request may name the reason.
+DEFAULT_FALLBACK = 0.3
 
 _EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[a-z]{2,}")
 _CODE = re.compile(r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b")
@@ -48,16 +51,19 @@ class IntentSpec:
     description: str = ""
     examples: tuple[str, ...] = ()
     threshold: float = DEFAULT_THRESHOLD
+    fallback_threshold: float = DEFAULT_FALLBACK
 
 
 @dataclass
 class SentenceIntents:
-    """One sentence of a message: the best intent, its probability, and every intent over its bar."""
+    """One sentence of a message: the best intent, its probability, and every intent over its bar;
+    `weak`: the most likely request when none cleared its bar but it cleared its fallback bar."""
 
     text: str
     best: str
     probability: float
     intents: list[str] = field(default_factory=list)
+    weak: list[str] = field(default_factory=list)
 
 
 # Negation scope marking (a standard featurisation from sentiment analysis): the words after a
@@ -120,6 +126,7 @@ def shipped_intents() -> dict[str, IntentSpec]:
                 description=str(spec.get("description", "")),
                 examples=tuple(str(e) for e in spec.get("examples") or ()),
                 threshold=float(spec.get("threshold", DEFAULT_THRESHOLD)),
+                fallback_threshold=float(spec.get("fallback_threshold", DEFAULT_FALLBACK)),
             )
     return out
 
@@ -136,11 +143,13 @@ def merge_intents(
         base = merged.get(name, IntentSpec(name=name))
         examples = tuple(str(e) for e in spec.get("examples") or ())
         threshold = spec.get("threshold")
+        fallback = spec.get("fallback_threshold")
         merged[name] = IntentSpec(
             name=name,
             description=spec.get("description") or base.description,
             examples=examples if spec.get("replace_examples") else base.examples + examples,
             threshold=base.threshold if threshold is None else float(threshold),
+            fallback_threshold=base.fallback_threshold if fallback is None else float(fallback),
         )
     return [s for s in merged.values() if s.examples]
 
@@ -197,6 +206,7 @@ class IntentClassifier:
             raise ValueError(f"the intents need a '{NONE}' class: what is no request at all")
         self.specs = {s.name: s for s in specs}
         self.thresholds = {s.name: s.threshold for s in specs} | dict(thresholds or {})
+        self.fallbacks = {s.name: s.fallback_threshold for s in specs}
         texts: list[str] = []
         labels: list[str] = []
         for s in specs:
@@ -233,7 +243,7 @@ class IntentClassifier:
             offset += n
         self._coef_vec = coef[:, offset:] if self._wl is not None else None
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[str, float, tuple[str, ...]]] = {}
+        self._cache: dict[str, tuple[str, float, tuple[str, ...], tuple[str, ...]]] = {}
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         e = np.asarray(self._wl.embed([t.replace("not_", "") for t in texts]), dtype=np.float64)
@@ -268,7 +278,7 @@ class IntentClassifier:
         z = np.exp(z - z.max())
         return z / z.sum()
 
-    def _predict(self, prepared: str) -> tuple[str, float, tuple[str, ...]]:
+    def _predict(self, prepared: str) -> tuple[str, float, tuple[str, ...], tuple[str, ...]]:
         hit = self._cache.get(prepared)
         if hit is not None:
             return hit
@@ -284,7 +294,14 @@ class IntentClassifier:
             if label != NONE and row[best] >= self.thresholds.get(label, DEFAULT_THRESHOLD)
             else ()
         )
-        result = (label, float(row[best]), over)
+        weak: tuple[str, ...] = ()
+        if not over:
+            order = np.argsort(row)[::-1]
+            top = next(int(i) for i in order if self.labels[int(i)] != NONE)
+            name = self.labels[top]
+            if row[top] >= self.fallbacks.get(name, DEFAULT_FALLBACK):
+                weak = (name,)
+        result = (label, float(row[best]), over, weak)
         with self._lock:
             if len(self._cache) > 20000:
                 self._cache.clear()
@@ -300,8 +317,8 @@ class IntentClassifier:
         for raw in split_sentences(text):
             prepared = prepare(raw)
             if prepared:
-                best, prob, over = self._predict(prepared)
-                out.append(SentenceIntents(raw, best, prob, list(over)))
+                best, prob, over, weak = self._predict(prepared)
+                out.append(SentenceIntents(raw, best, prob, list(over), list(weak)))
         return out
 
     def intents(self, text: str) -> set[str]:
@@ -326,6 +343,7 @@ def trained(specs: Sequence[IntentSpec], **options: Any) -> IntentClassifier:
     clf = copy.copy(base)
     clf.specs = {s.name: s for s in specs}
     clf.thresholds = {s.name: s.threshold for s in specs} | thresholds
+    clf.fallbacks = {s.name: s.fallback_threshold for s in specs}
     clf._cache = {}
     clf._lock = threading.Lock()
     return clf

@@ -246,6 +246,14 @@ class LLMAgent:
         if self.on_failure == "handoff":
             return self.fallback.handoff_turn(state, tags=[AI_UNAVAILABLE], reason=reason)
         turn = self.fallback.answer(state)
+        if turn.handoff is None and state.mem.get("offered"):
+            # Neither agent has an answer: with the AI down, a person now rather than an offer.
+            return self.fallback.handoff_turn(
+                state,
+                tags=["unanswered", AI_UNAVAILABLE],
+                reason=f"The assistant had no answer in the store's content; {reason}",
+                lead=self.config.messages.dont_know,
+            )
         if turn.handoff is not None and AI_UNAVAILABLE not in turn.handoff.tags:
             # The built-in agent could not answer either: say why a person is needed.
             turn.handoff.tags.append(AI_UNAVAILABLE)

@@ -10,16 +10,23 @@ from __future__ import annotations
 import re
 import time
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent import trust
 from agent.actions import ActionResult, ActionRunner
-from agent.classifier import IntentClassifier, merge_intents, shipped_intents, trained
+from agent.classifier import (
+    IntentClassifier,
+    SentenceIntents,
+    merge_intents,
+    shipped_intents,
+    trained,
+)
 from agent.entities import EMAIL, OrderNumbers, extract_emails
 from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
+from agent.replies import Verdict, read_reply, reply_classifier
 from agent.rules import Decision, expectation_message
 from agent.text import content_words
 from domain.ports import ConversationView, Handoff, MessageView, Turn
@@ -49,6 +56,12 @@ class TurnState:
     decision: Decision
     actions_run: list[dict[str, Any]]
     new_orders: list[str]
+    # The shopper's answer to the person the agent offered in its last reply, if it was one.
+    offer_reply: Verdict = None
+    # Requests from earlier messages that this one took back ("actually, don't cancel").
+    retracted: list[str] = field(default_factory=list)
+    # The entities known before this message (to attach intents found later to their orders).
+    known_before: dict[str, list[str]] = field(default_factory=dict)
 
 
 def new_memory() -> dict[str, Any]:
@@ -63,6 +76,7 @@ def new_memory() -> dict[str, Any]:
         "last_orders": [],
         "asked": [],
         "misses": 0,
+        "offered": False,
         "lookup_failed": False,
     }
 
@@ -79,6 +93,7 @@ class OfflineAgent:
         self.kb = knowledge
         self.actions = actions
         self.classifier = classifier or build_classifier(config)
+        self.replies = reply_classifier()
         # Order numbers as shoppers type them; the store's prefixes are also learned from the
         # order numbers its own help pages show.
         self.readers: dict[str, OrderNumbers] = {}
@@ -123,7 +138,21 @@ class OfflineAgent:
             det = detect(text, self.classifier)
         else:
             det = from_names(text, intents, self.classifier.names)
-        mem["intents"] = sorted(set(mem["intents"]) | (det.found - TURN_INTENTS))
+        # Right after the agent offered a person, "yes" / "ja" / "oui" asks for one; "actually,
+        # don't cancel" takes back a request that is still waiting.
+        offer_reply = read_reply(
+            self.replies, text, offered=bool(mem.get("offered")), waiting=self._waiting(mem)
+        )
+        mem["offered"] = False
+        if offer_reply is not None and det.sentences:
+            # That sentence was an answer to the agent ("yes please"), not a request of its own.
+            det.sentences[0].intents = []
+            det.found = {i for s in det.sentences for i in s.intents}
+        retracted = self._retract(mem) if offer_reply == "retract" else []
+        wanted = det.found - TURN_INTENTS
+        if offer_reply == "accept":
+            wanted = wanted | {"human"}
+        mem["intents"] = sorted(set(mem["intents"]) | wanted)
         actions_run: list[dict[str, Any]] = []
         known_before = dict(mem["entities"])
         new_orders = await self._collect(conversation, mem, text, actions_run)
@@ -131,8 +160,43 @@ class OfflineAgent:
         facts = build_facts(conversation, mem)
         decision = trust.decide(self.config, facts)
         return TurnState(
-            conversation, history, shopper, text, det, mem, facts, decision, actions_run, new_orders
+            conversation,
+            history,
+            shopper,
+            text,
+            det,
+            mem,
+            facts,
+            decision,
+            actions_run,
+            new_orders,
+            offer_reply,
+            retracted,
+            known_before,
         )
+
+    @staticmethod
+    def _waiting(mem: dict[str, Any]) -> bool:
+        """An earlier request has not led to a handoff (a rule asked for the order number first,
+        or no rule acts on it)."""
+        return bool(
+            mem["intents"]
+            or mem.get("pending_intents")
+            or any(o.get("intents") for o in mem["orders"].values())
+        )
+
+    @staticmethod
+    def _retract(mem: dict[str, Any]) -> list[str]:
+        """Drop the requests of earlier messages: none of them has led to a handoff (the agent
+        stops answering once one has), so the shopper may still take them back. This message's
+        own requests stay, so "don't cancel A, but B's payment failed" still counts B's."""
+        dropped = set(mem["intents"]) | set(mem.get("pending_intents") or [])
+        mem["intents"] = []
+        mem["pending_intents"] = []
+        for order in mem["orders"].values():
+            dropped |= set(order.get("intents") or [])
+            order["intents"] = []
+        return sorted(dropped)
 
     def refresh(self, state: TurnState) -> None:
         """Re-derive facts and the rules' decision after more actions ran (the LLM's tools)."""
@@ -237,6 +301,9 @@ class OfflineAgent:
         return {"orders": out}
 
     def answer(self, state: TurnState) -> Turn:
+        misses = state.mem["misses"]
+        weak = self._weak_intents(state)
+        before = deepcopy(state.mem) if weak else None
         turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
         self._answer(
             turn,
@@ -247,7 +314,42 @@ class OfflineAgent:
             state.shopper,
             state.new_orders,
             state.facts,
+            offer_reply=state.offer_reply,
+            retracted=state.retracted,
         )
+        if before is not None and state.mem["misses"] > misses:
+            return self._weak_handoff(state, before, weak) or turn
+        return turn
+
+    def _weak_intents(self, state: TurnState) -> set[str]:
+        """Requests this message hints at below their bar (over their fallback bar)."""
+        if state.offer_reply or state.retracted:
+            return set()
+        hinted = {i for s in state.det.sentences for i in s.weak if i not in TURN_INTENTS}
+        return hinted - set(state.mem["intents"])
+
+    def _weak_handoff(self, state: TurnState, mem: dict[str, Any], weak: set[str]) -> Turn | None:
+        """The pages have no answer, so the agent is about to offer a person (or hand off as
+        `unanswered`). If the requests the message hints at make a rule hand off, that rule
+        explains the handoff: it happens now, with the rule's tags (or the rule first asks for the
+        order number it needs). Otherwise the hints are forgotten. `mem`: memory before answering."""
+        det = Intents(
+            found=set(weak),
+            sentences=[
+                SentenceIntents(s.text, s.best, s.probability, list(s.weak))
+                for s in state.det.sentences
+            ],
+        )
+        mem["intents"] = sorted(set(mem["intents"]) | weak)
+        self._attach_intents(mem, det, state.known_before, state.new_orders)
+        facts = build_facts(state.conversation, mem)
+        decision = trust.decide(self.config, facts)
+        if not decision.escalate:
+            return None
+        state.mem, state.facts, state.decision = mem, facts, decision
+        turn = Turn(reply=None, actions_run=state.actions_run, memory=mem)
+        if not self._defer(decision, mem, turn):
+            self._handoff(turn, state.conversation, mem, facts, decision)
         return turn
 
     # ------------------------------------------------------- gathering facts
@@ -495,6 +597,9 @@ class OfflineAgent:
         shopper: list[MessageView],
         new_orders: list[str],
         facts: dict[str, Any],
+        *,
+        offer_reply: Verdict = None,
+        retracted: list[str] | None = None,
     ) -> None:
         msgs = self.config.messages
         parts: list[str] = []
@@ -529,30 +634,54 @@ class OfflineAgent:
             turn.sources = [passage.source]
             mem["misses"] = 0
 
+        if retracted:
+            parts.insert(0, msgs.retracted)
         if not parts:
-            if det.thanks:
+            if offer_reply in ("decline", "retract"):
+                parts.append(msgs.declined_human)
+                mem["misses"] = 0
+            elif det.thanks:
                 parts.append(msgs.thanks)
             elif det.greeting:
                 parts.append(msgs.greeting)
             elif (new_orders or extract_emails(text)) and not det.question:
                 parts.append("Thanks, noted.")
             else:
-                mem["misses"] += 1
-                if det.question or mem["misses"] >= 2:
-                    decision = Decision()
-                    self._handoff(
-                        turn,
-                        conversation,
-                        mem,
-                        facts,
-                        decision,
-                        extra_tags=["unanswered"],
-                        extra_reason="The assistant had no answer in the store's content",
-                        lead=msgs.dont_know,
-                    )
+                reply = self._unanswered(turn, conversation, mem, det, facts)
+                if reply is None:
                     return
-                parts.append(msgs.rephrase)
+                parts.append(reply)
         turn.reply = "\n\n".join(parts)
+
+    def _unanswered(
+        self,
+        turn: Turn,
+        conversation: ConversationView,
+        mem: dict[str, Any],
+        det: Any,
+        facts: dict[str, Any],
+    ) -> str | None:
+        """Nothing in the pages answers: say so and offer a person (the shopper's "yes" hands off
+        as their request); a question missed again right after hands off by itself. A statement
+        the agent cannot place is asked about once before the offer. None when it handed off."""
+        msgs = self.config.messages
+        mem["misses"] += 1
+        if det.question and mem["misses"] >= self.config.knowledge.handoff_after_misses:
+            self._handoff(
+                turn,
+                conversation,
+                mem,
+                facts,
+                Decision(),
+                extra_tags=["unanswered"],
+                extra_reason="The assistant had no answer in the store's content",
+                lead=msgs.dont_know,
+            )
+            return None
+        if det.question or mem["misses"] >= 2:
+            mem["offered"] = True
+            return msgs.offer_human
+        return msgs.rephrase
 
     def _without_entities(self, text: str) -> str:
         for entity in self.config.entities.values():

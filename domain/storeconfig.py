@@ -225,6 +225,11 @@ class Messages(Strict):
         "I've passed this to our team. We're offline now; a person will reply here {{ opens }}."
     )
     dont_know: str = "I'm not sure about that one, so I've asked a person from our team to help."
+    offer_human: str = (
+        "I couldn't find that in our help pages. Shall I get someone from the team?"
+    )
+    declined_human: str = "No problem. Is there anything else I can help with?"
+    retracted: str = "Okay, I'll leave it as it is. Is there anything else I can help with?"
     rephrase: str = "Sorry, I didn't quite get that. Could you tell me a little more?"
     ask_order: str = "Could you give me your order number?"
     ask_email: str = "To keep your order details private, what's the email address on the order?"
@@ -299,6 +304,9 @@ class Alerts(Strict):
 class Knowledge(Strict):
     dir: str = "knowledge"
     min_confidence: float = Field(default=0.45, ge=0, le=1)
+    # Unanswered questions in a row before the agent hands off by itself (tag `unanswered`); before
+    # that it offers a person and hands off when the shopper accepts. 1: hand off at once.
+    handoff_after_misses: int = Field(default=2, ge=1)
 
 
 class Intent(Strict):
@@ -310,6 +318,8 @@ class Intent(Strict):
     description: str = ""
     examples: list[str] = Field(default_factory=list)
     threshold: float | None = Field(default=None, ge=0, le=1)
+    # The bar when the store's pages have no answer for the message (default 0.3).
+    fallback_threshold: float | None = Field(default=None, ge=0, le=1)
     replace_examples: bool = False
 
 

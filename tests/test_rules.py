@@ -200,12 +200,12 @@ SCENARIOS = [
         kb="payments.md",
     ),
     # This store's pages say nothing about student discounts: the agent says it is not sure and
-    # hands off rather than quoting a passage that merely mentions drops.
+    # offers a person rather than quoting a passage that merely mentions drops; "yes" hands off.
     scenario(
         "discount-policy",
-        ["Does the student discount apply to drop items?"],
-        tags=["unanswered"],
-        by_turn=1,
+        ["Does the student discount apply to drop items?", "yes please"],
+        tags=["human-requested"],
+        by_turn=2,
     ),
     scenario("faq-shipping", ["How much is shipping to Belgium?"], tags=[], kb="shipping.md"),
     scenario("faq-size", ["My foot is 26 cm long, which size?"], tags=[], kb="sizing.md"),
