@@ -66,7 +66,7 @@ def test_a_second_unanswered_question_in_a_row_hands_off_as_unanswered() -> None
 def test_a_store_can_hand_off_at_the_first_miss() -> None:
     from_yaml = parse_config(
         DEFAULT_CONFIG.read_text(encoding="utf-8").replace(
-            "  min_confidence: 0.45\n", "  min_confidence: 0.45\n  handoff_after_misses: 1\n", 1
+            "  handoff_after_misses: 2\n", "  handoff_after_misses: 1\n", 1
         ),
         DEFAULT_CONFIG,
     )
