@@ -64,6 +64,8 @@ def tool_specs(config: StoreConfig) -> list[dict[str, Any]]:
         ),
     ]
     for name, action in config.actions.items():
+        if action.writes:  # a write runs only when a person approves it: never the model's tool
+            continue
         props = {}
         for inp, entity_name in action.inputs.items():
             entity = config.entities[entity_name]
@@ -158,7 +160,7 @@ class ToolBox:
             return self._search(args)
         if name == HANDOFF:
             return self._handoff(args)
-        if name in self.config.actions:
+        if name in self.config.actions and not self.config.actions[name].writes:
             return await self._action(name, args)
         return ToolOutcome({"error": f"there is no tool called {name[:60]!r}"}, invalid=True)
 

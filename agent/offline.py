@@ -26,6 +26,7 @@ from agent.entities import EMAIL, OrderNumbers, extract_emails
 from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
+from agent.prepare import prepare_actions
 from agent.replies import Verdict, read_reply, reply_classifier
 from agent.rules import Decision, expectation_message
 from agent.text import content_words
@@ -574,6 +575,7 @@ class OfflineAgent:
             "rules": [m.rule.name for m in decision.matches],
             "sla_minutes": sla,
             "actions": [a for a in turn.actions_run],
+            "prepared": prepare_actions(self.config, decision, facts),  # writes to approve
         }
         turn.handoff = Handoff(
             tags=tags,

@@ -24,6 +24,7 @@ import bridges.widget
 from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.offline import OfflineAgent
+from core.approvals import Approvals
 from core.bridge import Bridge, BridgeFactory, BridgeSetup, ConfigurationError, check_bridges
 from core.clock import SYSTEM_CLOCK, Clock
 from core.delivery import DeliveryWorker
@@ -35,6 +36,7 @@ from core.queue import QueueReader
 from core.shared_pacing import SharedPacer
 from core.spikes import SpikeConfig, SpikeMonitor
 from core.staff import StaffAccounts, weak_secret_problem
+from domain.outbox import Kind, Lane
 from domain.ports import Agent
 from domain.settings import Settings
 from domain.storeconfig import StoreConfig
@@ -175,6 +177,9 @@ def build_app(
         bridges=built,
         clock=clock,
     )
+    # Prepared writes (cancel, refund): stored with the handoff, run once when approved.
+    core.approvals = Approvals(core, config, actions)
+    worker.handle(Lane.ACTION, Kind.RUN_ACTION, core.approvals.deliver)
     monitor = _spike_monitor(settings, config, core) if config.alerts.enabled else None
     services = Services(
         settings,

@@ -143,6 +143,11 @@ class DeliveryWorker:
             (Lane.ALERT, Kind.ALERT): self._alert,
         }
 
+    def handle(self, lane: Lane, kind: Kind, handler: Handler) -> None:
+        """Deliver rows of (lane, kind) with `handler`: a kind whose work is not a bridge's (an
+        approved write to the store's API, core/approvals.py)."""
+        self._handlers[(lane, kind)] = handler
+
     def kick(self) -> None:
         self._wake.set()
 

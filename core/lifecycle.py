@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,6 +33,9 @@ from domain.textclean import clean_optional, clean_string
 from storage import repo
 from storage.db import affected, after_commit
 from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
+
+if TYPE_CHECKING:  # built on the core by the app factory (core/approvals.py)
+    from core.approvals import Approvals
 
 log = logging.getLogger("handoff.core")
 # The agent sees this many of the latest messages (its memory keeps the facts from earlier ones),
@@ -111,6 +114,7 @@ class Core:
     # Where deliveries go: the shopper channels and the inboxes, with what each can do.
     bridges: Sequence[Bridge] = ()
     clock: Clock = SYSTEM_CLOCK  # the outbox rows' timestamps, on the delivery worker's clock
+    approvals: Approvals | None = None  # prepared writes: stored with the handoff, approved, run
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -541,6 +545,8 @@ class Core:
         conv.handed_off_at = utcnow()
         await repo.add_state_event(s, conv, "state", old, "queued", "agent", h.reason)
         await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
+        if self.approvals is not None:
+            await self.approvals.store(s, conv)
         for tag in dict.fromkeys(h.tags):
             self.metrics.handoffs.labels(tag).inc()
         await s.flush()

@@ -22,6 +22,9 @@ class Lane(StrEnum):
     SHOPPER = "shopper"
     INBOX = "inbox"
     ALERT = "alert"  # no conversation: every alert is its own lane
+    # Writes to the store's API a person approved (cancel, refund): a lane of their own, so a
+    # Slack outage never holds up a refund and a slow store never holds up the ticket.
+    ACTION = "action"
 
 
 class Kind(StrEnum):
@@ -32,6 +35,7 @@ class Kind(StrEnum):
     POST = "post"  # one message (or a notice) into the ticket
     UPDATE = "update"  # the ticket's header: state, owner, tags
     ALERT = "alert"  # a line for the whole team (a spike)
+    RUN_ACTION = "run_action"  # run an approved write once (the prepared action's id)
 
 
 class SendPayload(TypedDict):
@@ -57,11 +61,23 @@ class AlertPayload(TypedDict):
     text: str
 
 
+class RunActionPayload(TypedDict):
+    prepared_id: int
+
+
 class EmptyPayload(TypedDict):
     pass
 
 
-Payload = SendPayload | StatePayload | HistoryPayload | PostPayload | AlertPayload | EmptyPayload
+Payload = (
+    SendPayload
+    | StatePayload
+    | HistoryPayload
+    | PostPayload
+    | AlertPayload
+    | RunActionPayload
+    | EmptyPayload
+)
 PAYLOADS: dict[tuple[Lane, Kind], type] = {
     (Lane.SHOPPER, Kind.SEND): SendPayload,
     (Lane.SHOPPER, Kind.STATE): StatePayload,
@@ -70,7 +86,10 @@ PAYLOADS: dict[tuple[Lane, Kind], type] = {
     (Lane.INBOX, Kind.POST): PostPayload,
     (Lane.INBOX, Kind.UPDATE): EmptyPayload,
     (Lane.ALERT, Kind.ALERT): AlertPayload,
+    (Lane.ACTION, Kind.RUN_ACTION): RunActionPayload,
 }
+# Approved writes are addressed to the store's API, not to a bridge.
+STORE_DESTINATION = "store"
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,10 @@ def thread_update() -> Outgoing:
 
 def team_alert(text: str) -> Outgoing:
     return Outgoing(Lane.ALERT, Kind.ALERT, AlertPayload(text=text))
+
+
+def run_action(prepared_id: int) -> Outgoing:
+    return Outgoing(Lane.ACTION, Kind.RUN_ACTION, RunActionPayload(prepared_id=prepared_id))
 
 
 @dataclass(frozen=True)

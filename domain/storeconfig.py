@@ -82,8 +82,13 @@ class Entity(Strict):
         return v
 
 
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+
+
 class Request(Strict):
-    method: Literal["GET", "POST"] = "GET"
+    # GET (or POST, for a store API that searches by POST) reads; a write action (one with
+    # `approval: required`) uses POST, PUT, PATCH or DELETE.
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: dict[str, Any] | None = Field(default=None, alias="json")
@@ -102,6 +107,63 @@ class Verify(Strict):
     matches: Literal["email"] = "email"
 
 
+class Approvers(Strict):
+    """Who may approve (or deny) a prepared write: Slack user ids, Slack user-group ids (their
+    members, read with usergroups.users.list) and web-inbox staff names. Nobody else."""
+
+    slack_users: list[str] = Field(default_factory=list)
+    slack_groups: list[str] = Field(default_factory=list)
+    inbox_staff: list[str] = Field(default_factory=list)
+
+    @field_validator("slack_users", "slack_groups")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if not re.fullmatch(r"[A-Z0-9]{2,32}", str(x))]
+        if bad:
+            raise ValueError(f"not Slack ids (U0123ABCD, S0123ABCD): {bad}")
+        return [str(x) for x in v]
+
+    def allows_staff(self, name: str) -> bool:
+        """A web-inbox account, compared as the inbox compares names (case and spaces folded)."""
+        key = " ".join(name.split()).casefold()
+        return any(" ".join(n.split()).casefold() == key for n in self.inbox_staff)
+
+    def allows_slack(self, user_id: str, groups: set[str] | frozenset[str] = frozenset()) -> bool:
+        """A Slack user listed by id, or a member of a listed group (`groups`: the listed
+        groups the caller found this user in)."""
+        return user_id in self.slack_users or bool(groups & set(self.slack_groups))
+
+    @property
+    def anyone(self) -> bool:
+        return bool(self.slack_users or self.slack_groups or self.inbox_staff)
+
+
+class Param(Strict):
+    """One input of a write action, checked when a rule prepares it and again before it runs."""
+
+    type: Literal["string", "number", "integer"] = "string"
+    required: bool = True
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    # Over `max`: refuse to prepare the action, or prepare it at `max` (a refund "up to a cap").
+    above_max: Literal["refuse", "cap"] = "refuse"
+
+
+class ActionMessages(Strict):
+    """What the shopper is told about a prepared write (templates over its inputs and, once it
+    ran, `result`: what `capture` kept of the store's answer). Unset: nothing is said."""
+
+    done: str | None = None
+    denied: str | None = None
+    failed: str | None = None
+
+    @field_validator("done", "denied", "failed")
+    @classmethod
+    def _tmpl(cls, v: str | None) -> str | None:
+        return _check_template(v)
+
+
 class Action(Strict):
     description: str = ""
     inputs: dict[str, str] = Field(default_factory=dict, description="input name -> entity name")
@@ -111,7 +173,28 @@ class Action(Strict):
         default_factory=list, description="entities whose appearance runs it"
     )
     verify: Verify | None = None
-    fact: str = Field(description="where results go in the facts: orders | customer")
+    fact: str | None = Field(
+        default=None, description="where a lookup's results go in the facts: orders | customer"
+    )
+    # A write: it changes the store (cancel, refund). It runs only when a rule prepared it and a
+    # person approved it, once, through the outbox, with `idempotency_key` (a template over its
+    # params) sent as the Idempotency-Key header on every attempt.
+    approval: Literal["required"] | None = None
+    params: dict[str, Param] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    summary: str = ""  # what the ticket says it will do (a template over the params)
+    approvers: Approvers | None = None  # who may approve this one (else the top-level list)
+    attempts: int = Field(default=5, ge=1, le=20)  # tries on a 5xx or timeout before it fails
+    messages: ActionMessages = Field(default_factory=ActionMessages)
+
+    @property
+    def writes(self) -> bool:
+        return self.approval == "required"
+
+    @field_validator("idempotency_key", "summary")
+    @classmethod
+    def _templates(cls, v: str | None) -> str | None:
+        return _check_template(v)
 
     @field_validator("capture")
     @classmethod
@@ -125,10 +208,65 @@ class Action(Strict):
 
     @field_validator("fact")
     @classmethod
-    def _fact(cls, v: str) -> str:
-        if v not in ("orders", "customer"):
+    def _fact(cls, v: str | None) -> str | None:
+        if v is not None and v not in ("orders", "customer"):
             raise ValueError("fact must be 'orders' or 'customer'")
         return v
+
+    @model_validator(mode="after")
+    def _kind(self) -> Action:
+        method = self.request.method
+        if not self.writes:
+            if method not in ("GET", "POST"):
+                raise ValueError(
+                    f"{method} changes the store: add `approval: required` (handoff never "
+                    "writes on its own), `params` and an `idempotency_key`"
+                )
+            if self.params or self.idempotency_key:
+                raise ValueError(
+                    "params and idempotency_key are for writes: add `approval: required`"
+                )
+            if self.fact is None:
+                raise ValueError("fact is required: where the results go (orders | customer)")
+            return self
+        if method not in WRITE_METHODS:
+            raise ValueError(f"a write action uses {', '.join(WRITE_METHODS)}, not {method}")
+        if not self.idempotency_key:
+            raise ValueError(
+                "a write action needs an idempotency_key template (e.g. "
+                "'cancel-{{ order_number }}'), sent as the Idempotency-Key header so the store "
+                "applies it once however often it is sent"
+            )
+        if self.runs_on or self.inputs or self.fact or self.verify:
+            raise ValueError(
+                "a write action runs only when a rule prepares it and a person approves it: "
+                "no runs_on, inputs, fact or verify (its inputs are `params`)"
+            )
+        return self
+
+
+class Prepare(Strict):
+    """A write action a rule prepares for a person to approve, with its params as templates over
+    the facts (`order` too, in a rule `for_each: order`). `if`: prepare only when this holds."""
+
+    action: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    if_: str = Field(default="true", alias="if")
+
+    @field_validator("if_")
+    @classmethod
+    def _cond(cls, v: str) -> str | None:
+        return _check_expr(v)
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, tmpl in v.items():
+            try:
+                _check_template(str(tmpl))
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from exc
+        return {k: str(t) for k, t in v.items()}
 
 
 class Rule(Strict):
@@ -141,6 +279,7 @@ class Rule(Strict):
     ask_for: str | None = None
     expectation: str | None = None
     sla_minutes: int | None = None
+    prepare: Prepare | None = None
 
     @field_validator("if_")
     @classmethod
@@ -346,6 +485,7 @@ class StoreConfig(Strict):
     rule_sets: list[RuleSet] = Field(default_factory=list)
     intents: dict[str, Intent] = Field(default_factory=dict)
     secrets: list[str] = Field(default_factory=list, description="env variables templates may read")
+    approvers: Approvers = Field(default_factory=Approvers)
     mask_patterns: list[str] = Field(default_factory=list)
     note_prefix: str = ";"
 
@@ -371,7 +511,32 @@ class StoreConfig(Strict):
                     raise ValueError(
                         f"rule {rule.name!r}: ask_for {rule.ask_for!r} is not an entity"
                     )
+                if rule.prepare is not None:
+                    self._check_prepare(rule.name, rule.prepare)
         return self
+
+    def _check_prepare(self, rule: str, prepare: Prepare) -> None:
+        action = self.actions.get(prepare.action)
+        if action is None:
+            raise ValueError(f"rule {rule!r}: prepare: unknown action {prepare.action!r}")
+        if not action.writes:
+            raise ValueError(
+                f"rule {rule!r}: prepare: {prepare.action!r} is not a write action "
+                "(approval: required)"
+            )
+        unknown = sorted(set(prepare.inputs) - set(action.params))
+        missing = sorted(
+            n for n, p in action.params.items() if p.required and n not in prepare.inputs
+        )
+        if unknown:
+            raise ValueError(f"rule {rule!r}: prepare: {prepare.action} has no param {unknown}")
+        if missing:
+            raise ValueError(f"rule {rule!r}: prepare: {prepare.action} needs {missing}")
+
+    def approvers_of(self, action: str) -> Approvers:
+        """Who may approve `action`: its own list, else the store's."""
+        own = self.actions[action].approvers if action in self.actions else None
+        return own if own is not None else self.approvers
 
     @property
     def knowledge_path(self) -> Path:

@@ -257,3 +257,35 @@ class StaffSession(Base):
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PreparedAction(Base):
+    """A write to the store (cancel, refund) a rule prepared for a person to approve. `state` is
+    the compare-and-set every decision and every run goes through: prepared -> approved | denied
+    (one decision wins, however many clicks), approved -> done | failed (one outcome counts,
+    however often the outbox delivers the run). `expired`: the conversation was handed off again
+    and the ticket no longer offers it. The key goes to the store's API with every attempt."""
+
+    __tablename__ = "prepared_actions"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "seq", name="uq_prepared_conv_seq"),
+        Index("ix_prepared_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    seq: Mapped[int] = mapped_column(Integer)  # 1, 2, ... within the conversation: `#42:2`
+    action: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="prepared")
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    decided_via: Mapped[str | None] = mapped_column(String(32))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    note: Mapped[str | None] = mapped_column(Text)  # why it was denied
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

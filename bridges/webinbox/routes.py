@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from core.analytics import parse_duration
+from core.approvals import Approver, NotAnApprover
 from core.lifecycle import Core, CoreError, UnknownConversation
 from core.limits import RateLimiter, client_address, parse_networks
 from core.live import LiveHub
@@ -147,6 +148,9 @@ class WebInboxRoutes:
         app.router.add_get("/inbox/api/conversations/{id}", self.detail)
         app.router.add_post("/inbox/api/conversations/{id}/reply", self.reply)
         app.router.add_post("/inbox/api/conversations/{id}/command", self.command)
+        app.router.add_post(
+            "/inbox/api/conversations/{id}/prepared/{pid}/{verdict:approve|deny}", self.decide
+        )
         app.router.add_get("/inbox/api/tags", self.tag_list)
         app.router.add_get("/inbox/api/stats", self.stats)
         app.router.add_get("/inbox/stats", self.stats_page)
@@ -366,8 +370,24 @@ class WebInboxRoutes:
         except UnknownConversation as exc:
             return web.json_response({"error": str(exc)}, status=404)
         hist = await self.core.history(cid, include_notes=True)
-        return web.json_response({"conversation": conversation_json(conv, detail=True, me=person.name),
+        return web.json_response({"conversation": self._with_approvals(conversation_json(conv, detail=True, me=person.name), person),
                                   "messages": [m.as_json() for m in hist]})
+
+    def _with_approvals(self, out: dict[str, Any], person: Person) -> dict[str, Any]:
+        """Each prepared write says whether this person may approve or deny it (the page shows
+        the buttons to everyone, and says who may use them)."""
+        approvals = self.core.approvals
+        prepared = (out.get("context") or {}).get("prepared")
+        if approvals is None or not isinstance(prepared, list):
+            return out
+        entries = []
+        for entry in prepared:
+            if isinstance(entry, dict):
+                may = approvals.approvers(str(entry.get("action"))).allows_staff(person.name)
+                entry = {**entry, "can_decide": may}
+            entries.append(entry)
+        out["context"] = {**out["context"], "prepared": entries}
+        return out
 
     # ------------------------------------------------------------------ changes
 
@@ -403,6 +423,40 @@ class WebInboxRoutes:
             "ok": True,
             "text": result.text,
             "conversation": conversation_json(result.conversation, detail=True, me=person.name) if result.conversation else None,
+        })
+
+    async def decide(self, request: web.Request) -> web.Response:
+        """Approve or deny a prepared write (deny needs `note`): 403 for someone not on the
+        action's approvers list, 409 when it was already decided (by whom, in `error`)."""
+        person = await self._person(request)
+        cid = self._id(request)
+        try:
+            pid = int(request.match_info["pid"])
+        except ValueError:
+            raise _error(404, "no such prepared action") from None
+        data = await self._body(request)
+        approvals = self.core.approvals
+        if approvals is None:
+            raise _error(404, "no such prepared action")
+        who = Approver(name=person.name, via="web", staff=person.name)
+        try:
+            if request.match_info["verdict"] == "approve":
+                result = await approvals.approve(cid, who, prepared_id=pid)
+            else:
+                result = await approvals.deny(cid, who, str(data.get("note") or ""), prepared_id=pid)
+        except UnknownConversation as exc:
+            return web.json_response({"error": str(exc)}, status=404)
+        except NotAnApprover as exc:
+            return web.json_response({"error": str(exc)}, status=403)
+        except CoreError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if not result.ok:
+            return web.json_response({"error": result.text}, status=409)
+        conv = result.conversation
+        return web.json_response({
+            "ok": True,
+            "text": result.text,
+            "conversation": self._with_approvals(conversation_json(conv, detail=True, me=person.name), person) if conv else None,
         })
 
     # ------------------------------------------------------------------ live
