@@ -37,6 +37,7 @@ DEFAULT_THRESHOLD = 0.5
 # The lower bar an intent needs when the store's pages have no answer for the message: the agent
 # is about to offer a person anyway, so weaker evidence of a request may name the reason.
 DEFAULT_FALLBACK = 0.3
+WEAK_MARGIN = 2.0
 
 _EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[a-z]{2,}")
 _CODE = re.compile(r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b")
@@ -195,6 +196,7 @@ class IntentClassifier:
         *,
         c: float = 30.0,
         vectors: bool = True,
+        vector_weight: float = 1.0,
         thresholds: dict[str, float] | None = None,
     ) -> None:
         from scipy import sparse
@@ -222,6 +224,7 @@ class IntentClassifier:
         ]
         blocks = [v.fit_transform(texts) for v in self._vectorizers]
         self._wl = sentence_vectors() if vectors else None
+        self._vector_weight = vector_weight
         if self._wl is not None:
             blocks.append(sparse.csr_matrix(self._embed(texts)))
         x = sparse.hstack(blocks).tocsr()
@@ -247,7 +250,7 @@ class IntentClassifier:
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         e = np.asarray(self._wl.embed([t.replace("not_", "") for t in texts]), dtype=np.float64)
-        return e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9)
+        return self._vector_weight * e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9)
 
     @property
     def names(self) -> list[str]:
@@ -296,10 +299,14 @@ class IntentClassifier:
         )
         weak: tuple[str, ...] = ()
         if not over:
-            order = np.argsort(row)[::-1]
-            top = next(int(i) for i in order if self.labels[int(i)] != NONE)
+            # The most likely request, if it clears its fallback bar and stands out from the
+            # other requests (a sentence torn between three requests names none of them).
+            requests = [int(i) for i in np.argsort(row)[::-1] if self.labels[int(i)] != NONE]
+            top, second = requests[0], (requests[1] if len(requests) > 1 else None)
             name = self.labels[top]
-            if row[top] >= self.fallbacks.get(name, DEFAULT_FALLBACK):
+            if row[top] >= self.fallbacks.get(name, DEFAULT_FALLBACK) and (
+                second is None or row[top] >= WEAK_MARGIN * row[second]
+            ):
                 weak = (name,)
         result = (label, float(row[best]), over, weak)
         with self._lock:

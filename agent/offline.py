@@ -78,6 +78,7 @@ def new_memory() -> dict[str, Any]:
         "asked": [],
         "misses": 0,
         "offered": False,
+        "hints": [],
         "lookup_failed": False,
     }
 
@@ -303,8 +304,9 @@ class OfflineAgent:
 
     def answer(self, state: TurnState) -> Turn:
         misses = state.mem["misses"]
-        weak = self._weak_intents(state)
-        before = deepcopy(state.mem) if weak else None
+        hints = self._weak_intents(state)
+        earlier = set(state.mem.get("hints") or [])
+        before = deepcopy(state.mem) if hints or earlier else None
         turn = Turn(reply=None, actions_run=state.actions_run, memory=state.mem)
         self._answer(
             turn,
@@ -318,8 +320,16 @@ class OfflineAgent:
             offer_reply=state.offer_reply,
             retracted=state.retracted,
         )
-        if before is not None and state.mem["misses"] > misses:
-            return self._weak_handoff(state, before, weak) or turn
+        if state.mem["misses"] <= misses:
+            state.mem["hints"] = []
+            return turn
+        if turn.handoff is not None and before is not None:
+            # Handing off because two questions in a row found no answer: if what the messages
+            # hinted at makes a rule hand off, the rule's tag explains it, not `unanswered`.
+            rescued = self._weak_handoff(state, before, hints, earlier)
+            if rescued is not None:
+                return rescued
+        state.mem["hints"] = sorted(hints)
         return turn
 
     def _weak_intents(self, state: TurnState) -> set[str]:
@@ -329,11 +339,14 @@ class OfflineAgent:
         hinted = {i for s in state.det.sentences for i in s.weak if i not in TURN_INTENTS}
         return hinted - set(state.mem["intents"])
 
-    def _weak_handoff(self, state: TurnState, mem: dict[str, Any], weak: set[str]) -> Turn | None:
-        """The pages have no answer, so the agent is about to offer a person (or hand off as
-        `unanswered`). If the requests the message hints at make a rule hand off, that rule
-        explains the handoff: it happens now, with the rule's tags (or the rule first asks for the
-        order number it needs). Otherwise the hints are forgotten. `mem`: memory before answering."""
+    def _weak_handoff(
+        self, state: TurnState, mem: dict[str, Any], weak: set[str], earlier: set[str]
+    ) -> Turn | None:
+        """The requests the unanswered messages hinted at (over their fallback bar, not their
+        bar), read into the rules: when a rule then hands off, it does so with its tags (or first
+        asks for the order number it needs). None when no rule does. `mem`: memory before this
+        turn's answer. Only used when a handoff is happening anyway: a hint alone never hands
+        off a question the shopper may simply want answered."""
         det = Intents(
             found=set(weak),
             sentences=[
@@ -341,7 +354,13 @@ class OfflineAgent:
                 for s in state.det.sentences
             ],
         )
-        mem["intents"] = sorted(set(mem["intents"]) | weak)
+        mem["intents"] = sorted(set(mem["intents"]) | weak | earlier)
+        # The last message's hints belong to the orders it was about (or wait for one).
+        targets = [mem["orders"][n] for n in mem.get("last_orders") or [] if n in mem["orders"]]
+        for order in targets:
+            order["intents"] = sorted(set(order.get("intents") or []) | earlier)
+        if earlier and not targets:
+            mem["pending_intents"] = sorted(set(mem.get("pending_intents") or []) | earlier)
         self._attach_intents(mem, det, state.known_before, state.new_orders)
         facts = build_facts(state.conversation, mem)
         decision = trust.decide(self.config, facts)

@@ -1,18 +1,20 @@
 """Leave-one-store-out: for each evaluation store, the tunables are chosen on the other stores only
 and the left-out store is scored with them, so no store's score comes from settings fitted to it.
 
-    .venv/bin/python bench/loso.py [--json out.json]
+    .venv/bin/python bench/loso.py [--json out.json] [--stores sneakers pets ...]
 
-Tunables (everything a store's YAML exposes to the built-in agent's judgment): the intents'
-decision threshold (one value for the request intents) and `knowledge.min_confidence`. Each
-setting is scored once per store; a fold picks the setting with the best mean of the six measures
-over the other stores (ties: the shipped default). Prints all six measures per left-out store."""
+Tunables (everything a store's YAML exposes to the built-in agent's judgment): each request
+intent's `threshold`, the `fallback_threshold` of the request intents (the bar when the pages have
+no answer), and `knowledge.min_confidence`. A joint grid over eight parameters is out of reach
+(each setting plays every conversation), so each parameter is varied alone around the shipped
+defaults, and a fold picks, parameter by parameter, the value with the best mean of the six
+measures over the other stores (ties: the shipped default), then scores the left-out store with
+the combined choice. Prints the choice and all six measures per left-out store."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import logging
 import os
@@ -42,17 +44,43 @@ MEASURES = (
     "timeliness",
     "knowledge_hit_rate",
 )
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
+THRESHOLDS = (0.35, 0.4, 0.5, 0.6, 0.7)
+FALLBACKS = (0.25, 0.3, 0.4, 1.0)  # 1.0: the fallback bar off
 MIN_CONFIDENCE = (0.35, 0.45, 0.55)
-DEFAULT = (0.5, 0.45)
+
+Setting = tuple[tuple[str, float], ...]  # (parameter, value) pairs that differ from the shipped
 
 
-def configured(base: StoreConfig, threshold: float, min_confidence: float) -> StoreConfig:
+def defaults(base: StoreConfig) -> dict[str, float]:
+    """The shipped value of every tunable."""
+    out = {f"threshold:{n}": s.threshold for n, s in shipped_intents().items() if n != NONE}
+    fallbacks = {s.fallback_threshold for n, s in shipped_intents().items() if n != NONE}
+    out["fallback"] = fallbacks.pop() if len(fallbacks) == 1 else 0.3
+    out["min_confidence"] = base.knowledge.min_confidence
+    return out
+
+
+def candidates(base: StoreConfig) -> dict[str, tuple[float, ...]]:
+    grid: dict[str, tuple[float, ...]] = {}
+    for name in defaults(base):
+        if name.startswith("threshold:"):
+            grid[name] = THRESHOLDS
+        elif name == "fallback":
+            grid[name] = FALLBACKS
+        else:
+            grid[name] = MIN_CONFIDENCE
+    return grid
+
+
+def configured(base: StoreConfig, values: dict[str, float]) -> StoreConfig:
+    """The store's config with these tunables, written the way a store writes them in its YAML."""
     cfg = base.model_copy(deep=True)
     cfg.intents = {
-        name: Intent(threshold=threshold) for name in shipped_intents() if name != NONE
+        name: Intent(threshold=values[f"threshold:{name}"], fallback_threshold=values["fallback"])
+        for name in shipped_intents()
+        if name != NONE
     }
-    cfg.knowledge.min_confidence = min_confidence
+    cfg.knowledge.min_confidence = values["min_confidence"]
     return cfg
 
 
@@ -70,33 +98,53 @@ def main() -> None:
         os.environ.pop(var, None)
     logging.disable(logging.WARNING)
     base = load_config()
+    shipped = defaults(base)
+    grid = candidates(base)
     stores = {k: v for k, v in STORES.items() if k in args.stores and v[0].exists()}
-    grid = list(itertools.product(THRESHOLDS, MIN_CONFIDENCE))
-    table: dict[str, dict[tuple[float, float], dict[str, Any]]] = {}
-    for store, (scenarios, knowledge) in stores.items():
-        table[store] = {}
-        sc = load_scenarios(scenarios)
-        for setting in grid:
-            report = asyncio.run(run_eval(sc, knowledge, configured(base, *setting)))
-            table[store][setting] = report.scores()
-            print(f"  {store:9} threshold {setting[0]} min_confidence {setting[1]}: "
-                  f"mean {mean(table[store][setting]):.3f}", file=sys.stderr)
-    header = f"{'left out':9} {'setting':>11}  " + "  ".join(f"{m[:12]:>12}" for m in MEASURES)
+    loaded = {s: load_scenarios(sc) for s, (sc, _) in stores.items()}
+
+    def play(store: str, values: dict[str, float]) -> dict[str, Any]:
+        report = asyncio.run(run_eval(loaded[store], stores[store][1], configured(base, values)))
+        return report.scores()
+
+    # Every parameter varied alone, on every store.
+    table: dict[str, dict[tuple[str, float], dict[str, Any]]] = {}
+    for store in stores:
+        table[store] = {("default", 0.0): play(store, shipped)}
+        print(f"  {store:9} shipped: mean {mean(table[store][('default', 0.0)]):.3f}", file=sys.stderr)
+        for name, values in grid.items():
+            for v in values:
+                if v == shipped[name]:
+                    continue
+                table[store][(name, v)] = play(store, {**shipped, name: v})
+                print(f"  {store:9} {name}={v}: mean {mean(table[store][(name, v)]):.3f}",
+                      file=sys.stderr)
+
+    def score(store: str, name: str, v: float) -> float:
+        key = ("default", 0.0) if v == shipped[name] else (name, v)
+        return mean(table[store][key])
+
+    header = f"{'left out':9}  " + "  ".join(f"{m[:12]:>12}" for m in MEASURES) + "  changed"
     print(header)
+    out: dict[str, Any] = {"single": {}, "folds": {}}
     for store in stores:
         others = [s for s in stores if s != store]
-
-        def fit(setting: tuple[float, float], others: list[str] = others) -> tuple[float, bool]:
-            return (sum(mean(table[o][setting]) for o in others) / max(1, len(others)),
-                    setting == DEFAULT)
-
-        chosen = max(grid, key=fit)
-        scores = table[store][chosen]
-        print(f"{store:9} {chosen[0]:>4}/{chosen[1]:<5}  " + "  ".join(
-            f"{scores[m] if scores[m] is not None else 'n/a':>12}" for m in MEASURES))
+        chosen = dict(shipped)
+        for name, values in grid.items():
+            best = max(
+                (sum(score(o, name, v) for o in others) / len(others), v == shipped[name], v)
+                for v in (*values, shipped[name])
+            )
+            chosen[name] = best[2]
+        changed = {k: v for k, v in chosen.items() if v != shipped[k]}
+        scores = play(store, chosen)
+        out["folds"][store] = {"changed": changed, "scores": scores}
+        print(f"{store:9}  " + "  ".join(
+            f"{scores[m] if scores[m] is not None else 'n/a':>12}" for m in MEASURES
+        ) + "  " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "shipped defaults"))
     if args.json:
-        Path(args.json).write_text(json.dumps(
-            {s: {f"{k[0]}/{k[1]}": v for k, v in t.items()} for s, t in table.items()}, indent=1))
+        out["single"] = {s: {f"{k[0]}={k[1]}": v for k, v in t.items()} for s, t in table.items()}
+        Path(args.json).write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":
