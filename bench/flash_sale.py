@@ -538,15 +538,14 @@ def thread_counts(slack: FakeSlack, shoppers: list[Shopper]) -> dict[str, Any]:
     limited = [c for c in posts if c.status == 429]
     missing = dupes = 0
     by_text: dict[str, int] = {}
-    for c in ok:
-        if c.args.get("thread_ts"):
-            blob = json.dumps(c.args.get("blocks") or c.args.get("text"))
-            for sh in shoppers:
-                if sh.handed_off:
-                    for cid in sh.sent:
-                        marker = f"[{cid}]"
-                        if marker in blob:
-                            by_text[marker] = by_text.get(marker, 0) + blob.count(marker)
+    for c in ok:  # a thread: its parent (the conversation so far) and its replies
+        blob = json.dumps(c.args.get("blocks") or c.args.get("text"))
+        for sh in shoppers:
+            if sh.handed_off:
+                for cid in sh.sent:
+                    marker = f"[{cid}]"
+                    if marker in blob:
+                        by_text[marker] = by_text.get(marker, 0) + blob.count(marker)
     parents: dict[str, int] = {}
     for c in ok:
         if not c.args.get("thread_ts"):

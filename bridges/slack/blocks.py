@@ -1,12 +1,18 @@
 """Block Kit for the ticket: the thread's parent message and the history, within Slack's limits
 (50 blocks a message, 3,000 characters a section, 2,000 a field, 150 a header, 40,000 of `text`).
 
+The parent carries the conversation so far (`ticket`): opening a ticket is one post. What does
+not fit is its beginning, which goes into the thread as few posts as the limits allow
+(`history_posts`); the parent says how many messages are there.
+
 Long text is split across sections and posts, never cut silently: where something truly cannot
 fit (a summary longer than a whole message) the cut is marked and says how much is missing."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +25,10 @@ OPTION_LIMIT = 75
 BLOCKS_PER_MESSAGE = 50
 TEXT_LIMIT = 39_000  # a post's `text` (Slack truncates past 40,000); kept under with room to spare
 ELLIPSIS = "…"
+# Kept free in a ticket when it opens, so an edit that adds a notice or a button row (a claim, a
+# blocked shopper, an approval) still shows the same messages.
+MARGIN_BLOCKS = 4
+MARGIN_CHARS = 3000
 
 STATE_LABEL = {
     "bot": ":robot_face: with the AI",
@@ -172,64 +182,187 @@ def tag_value(conversation_id: int, tag: str) -> str:
     return json.dumps([conversation_id, tag])
 
 
-def parent_blocks(
-    conv: ConversationView, tag_names: list[str], emoji: dict[str, str], note_prefix: str = ";"
-) -> tuple[str, list[dict[str, Any]]]:
-    """The ticket: (fallback text, blocks). The fallback starts with `#<id> `."""
-    tags = " ".join(f"{emoji.get(t, '')}`{t}`".strip() for t in conv.tags) or "none"
-    c = conv.customer
-    who = c.name or (f"@{c.username}" if c.username else "Shopper")
-    header = clip(f"#{conv.id} · {who} · {', '.join(conv.tags) or 'handoff'}", HEADER_LIMIT)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-        {
-            "type": "section",
-            "fields": [
-                _field("Customer", customer_line(conv)),
-                _field("Channel", escape(CHANNEL_LABEL.get(conv.channel, conv.channel))),
-                _field("Status", _status(conv)),
-                _field("Tags", tags),
-                _field("Priority", f"P{conv.priority}"),
-                _field("Handed off", slack_date(conv.handed_off_at)),
-            ],
-        },
-    ]
-    tail: list[dict[str, Any]] = []
-    if conv.blocked:
-        tail.append(
-            _section(":no_entry: The shopper has blocked the bot; replies cannot reach them.")
-        )
-    tail.append({"type": "actions", "block_id": f"handoff:{conv.id}", "elements": _controls(conv, tag_names)})
-    tail.append(
-        {
-            "type": "context",
-            "elements": [
-                {
-                    "type": "mrkdwn",
-                    "text": f"Reply in this thread to answer the shopper; start with `{escape(note_prefix)}` "
-                    "for an internal note.",
-                }
-            ],
-        }
-    )
-    reason = f"*Reason:* {escape(conv.reason or 'handoff')}"
-    summary = escape(conv.summary or "")
-    body = reason + (f"\n{summary}" if summary else "")
-    ctx = context_lines(conv)
-    room = BLOCKS_PER_MESSAGE - len(blocks) - len(tail)
-    parts = chunks(body) + (chunks(ctx) if ctx else [])
-    if len(parts) > room:
-        missing = sum(len(p) for p in parts[room - 1 :])
-        parts = parts[: room - 1] + [f"{ELLIPSIS} ({missing} more characters not shown)"]
-    blocks.extend(_section(p) for p in parts)
-    blocks.extend(tail)
+@dataclass(frozen=True)
+class Ticket:
+    """The thread's parent message: its fallback text, its blocks, and which messages it shows
+    (the most recent ones, `shown`; the `earlier` ones before them go into the thread)."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+    shown: list[MessageView]
+    earlier: int
+
+
+def ticket(
+    conv: ConversationView,
+    tag_names: list[str],
+    emoji: dict[str, str],
+    note_prefix: str = ";",
+    history: Sequence[MessageView] = (),
+    *,
+    earlier: int = 0,
+) -> Ticket:
+    """The ticket with as much of `history` as fits inline (the most recent messages), so that
+    opening it costs one post. The blocks are parts in order (header, fields, the reason and
+    context, notices, actions, the conversation, the hint); each part is its own function, so
+    a new part (an approval's buttons) is one more line in `parts`. `earlier`: messages before
+    `history` that are already in the thread (an edit of a folded ticket)."""
+    head = [_header(conv), _fields(conv, emoji)]
+    tail = [*_notices(conv), _actions(conv, tag_names), _hint(note_prefix)]
+    body = _body(conv, room=BLOCKS_PER_MESSAGE - len(head) - len(tail))
+    fixed = [*head, *body, *tail]
+    # What the conversation may use: Slack's limits, less what the rest of the ticket takes and
+    # a margin, so that an edit that adds a line or a block still fits the same messages.
+    blocks_left = BLOCKS_PER_MESSAGE - len(fixed) - MARGIN_BLOCKS
+    chars_left = TEXT_LIMIT - blocks_text_size(fixed) - MARGIN_CHARS
+    sections, shown = fold(list(history), blocks_left - 1, chars_left - 200)
+    folded = earlier + len(history) - len(shown)
+    conversation: list[dict[str, Any]] = []
+    if shown:
+        conversation = [_conversation_title(len(shown), folded)] + [_section(x) for x in sections]
     # The fallback is mrkdwn too (notifications, clients without blocks): escaped like the rest.
     fallback = clip(
         f"#{conv.id} {escape(', '.join(conv.tags) or 'handoff')}: {escape(conv.reason or 'handoff')} "
         f"({_status(conv)})",
         TEXT_LIMIT,
     )
-    return fallback, blocks
+    parts = [*head, *body, *tail[:-1], *conversation, tail[-1]]
+    return Ticket(fallback, parts, shown, folded)
+
+
+def parent_blocks(
+    conv: ConversationView,
+    tag_names: list[str],
+    emoji: dict[str, str],
+    note_prefix: str = ";",
+    history: Sequence[MessageView] = (),
+) -> tuple[str, list[dict[str, Any]]]:
+    """The ticket: (fallback text, blocks). The fallback starts with `#<id> `."""
+    t = ticket(conv, tag_names, emoji, note_prefix, history)
+    return t.text, t.blocks
+
+
+def _header(conv: ConversationView) -> dict[str, Any]:
+    c = conv.customer
+    who = c.name or (f"@{c.username}" if c.username else "Shopper")
+    header = clip(f"#{conv.id} · {who} · {', '.join(conv.tags) or 'handoff'}", HEADER_LIMIT)
+    return {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}}
+
+
+def _fields(conv: ConversationView, emoji: dict[str, str]) -> dict[str, Any]:
+    tags = " ".join(f"{emoji.get(t, '')}`{t}`".strip() for t in conv.tags) or "none"
+    return {
+        "type": "section",
+        "fields": [
+            _field("Customer", customer_line(conv)),
+            _field("Channel", escape(CHANNEL_LABEL.get(conv.channel, conv.channel))),
+            _field("Status", _status(conv)),
+            _field("Tags", tags),
+            _field("Priority", f"P{conv.priority}"),
+            _field("Handed off", slack_date(conv.handed_off_at)),
+        ],
+    }
+
+
+def _body(conv: ConversationView, room: int) -> list[dict[str, Any]]:
+    """The reason, the summary and what the actions captured, in at most `room` sections."""
+    reason = f"*Reason:* {escape(conv.reason or 'handoff')}"
+    summary = escape(conv.summary or "")
+    body = reason + (f"\n{summary}" if summary else "")
+    ctx = context_lines(conv)
+    parts = chunks(body) + (chunks(ctx) if ctx else [])
+    if len(parts) > room:
+        missing = sum(len(p) for p in parts[room - 1 :])
+        parts = parts[: room - 1] + [f"{ELLIPSIS} ({missing} more characters not shown)"]
+    return [_section(p) for p in parts]
+
+
+def _notices(conv: ConversationView) -> list[dict[str, Any]]:
+    if conv.blocked:
+        return [_section(":no_entry: The shopper has blocked the bot; replies cannot reach them.")]
+    return []
+
+
+def _actions(conv: ConversationView, tag_names: list[str]) -> dict[str, Any]:
+    return {"type": "actions", "block_id": f"handoff:{conv.id}", "elements": _controls(conv, tag_names)}
+
+
+def _hint(note_prefix: str) -> dict[str, Any]:
+    return {
+        "type": "context",
+        "elements": [
+            {
+                "type": "mrkdwn",
+                "text": f"Reply in this thread to answer the shopper; start with `{escape(note_prefix)}` "
+                "for an internal note.",
+            }
+        ],
+    }
+
+
+def _conversation_title(shown: int, earlier: int) -> dict[str, Any]:
+    text = "*The conversation so far*" if not earlier else (
+        f"*The conversation*: the last {shown} messages; "
+        f"{earlier} earlier {'message is' if earlier == 1 else 'messages are'} in the thread"
+    )
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def blocks_text_size(blocks: list[dict[str, Any]]) -> int:
+    """Characters of text in `blocks` (sections, fields, headers, context, button labels)."""
+    total = 0
+
+    def walk(node: Any) -> None:
+        nonlocal total
+        if isinstance(node, dict):
+            if node.get("type") in ("mrkdwn", "plain_text") and isinstance(node.get("text"), str):
+                total += len(node["text"])
+            for v in node.values():
+                if isinstance(v, dict | list):
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(blocks)
+    return total
+
+
+def fold(
+    history: list[MessageView], blocks_left: int, chars_left: int
+) -> tuple[list[str], list[MessageView]]:
+    """The most recent messages that fit in `blocks_left` sections and `chars_left` characters:
+    (section texts in order, the messages shown). Short messages share a section (a line each),
+    so a typical chat of a dozen messages is a section or two; a message longer than a section
+    gets sections of its own. Messages are taken newest first up to the first that does not
+    fit, so what is shown is the end of the conversation and what is not is its beginning."""
+    # (text, takes more lines), in order: built from the newest back, so each goes in front.
+    sections: list[tuple[str, bool]] = []
+    shown: list[MessageView] = []
+    size = 0
+    for m in reversed(history):
+        line = message_line(m)
+        parts = chunks(line)
+        first = sections[0] if sections else None
+        joins = (
+            len(parts) == 1
+            and first is not None
+            and first[1]
+            and len(line) + 1 + len(first[0]) <= SECTION_LIMIT
+        )
+        need_blocks = 0 if joins else len(parts)
+        need_chars = len(line) + 1 if joins else sum(len(p) for p in parts)
+        if len(sections) + need_blocks > blocks_left or size + need_chars > chars_left:
+            break
+        if joins:
+            assert first is not None
+            sections[0] = (line + "\n" + first[0], True)
+        else:
+            sections[0:0] = [(p, len(parts) == 1) for p in parts]
+        size += need_chars
+        shown.append(m)
+    shown.reverse()
+    return [text for text, _ in sections], shown
 
 
 def _controls(conv: ConversationView, tag_names: list[str]) -> list[dict[str, Any]]:

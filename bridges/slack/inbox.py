@@ -1,4 +1,12 @@
-"""Slack as the `Inbox`: the thread is the ticket. Calls go through slack_sdk's AsyncWebClient
+"""Slack as the `Inbox`: the thread is the ticket, and its parent message carries the conversation
+so far, so that opening a ticket costs one post (Slack allows about one a second per channel, so
+in a burst of handoffs the second post per ticket doubled every wait). A conversation too long for
+one message is folded: its last messages in the parent, the earlier ones in one threaded reply
+(the outbox's history row, which otherwise posts nothing and spends no pace). Which messages the
+parent shows is kept in the thread's reference (`ticket`), so the history row, later posts and
+every edit of the parent agree on it whoever sends them.
+
+Calls go through slack_sdk's AsyncWebClient
 with no retry handlers of its own: pacing and retries are the outbox's job, so Slack's answers
 become DeliveryErrors (a 429 carries its Retry-After) instead of sleeps inside the client.
 
@@ -12,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bridges.slack.blocks import escape, history_posts, message_post, parent_blocks
+from bridges.slack.blocks import Ticket, escape, history_posts, message_post, ticket
 from core.clock import SYSTEM_CLOCK, Clock
 from domain.outbox import DeliveryResult, Kind
 from domain.ports import ConversationView, DeliveryError, MessageView
@@ -42,6 +51,10 @@ PERMANENT = {
 }
 # The routed channel cannot take the post: open the thread in the inbox channel instead.
 MISROUTED = {"channel_not_found", "is_archived", "not_in_channel"}
+
+# A conversation's messages after `after`, at most `limit` (None: all), notes included: the core's
+# `history`, given once the core exists (the parent shows what the history row would post).
+HistoryReader = Callable[[int, int, int | None], Awaitable[list[MessageView]]]
 
 
 def to_delivery_error(exc: BaseException) -> DeliveryError:
@@ -84,8 +97,10 @@ class SlackInbox:
         remember: int = 10_000,
         post_rate: float | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        history: HistoryReader | None = None,
     ) -> None:
         self.client = client
+        self.read_history = history
         self.clock = clock
         self.config = config
         self.inbox_channel = inbox_channel
@@ -98,6 +113,9 @@ class SlackInbox:
         self._last_send: dict[str, float] = {}
         self._blocked_until: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Tickets this process posted, by handoff: if recording the reference fails after Slack
+        # took the post (a database error), the retry gets the same ticket instead of a second.
+        self._opened: OrderedDict[tuple[int, str], dict[str, Any]] = OrderedDict()
 
     # ------------------------------------------------------------------ routing
 
@@ -116,6 +134,10 @@ class SlackInbox:
         if kind == Kind.UPDATE:
             return ["slack-update:all"]
         ref = conversation.inbox_ref if conversation is not None else None
+        if kind == Kind.HISTORY and ref and not ref.get("last_message_id"):
+            shown = ref.get("ticket")
+            if isinstance(shown, dict) and not shown.get("earlier"):
+                return []  # the parent showed all of it: this row posts nothing
         channel = (ref or {}).get("channel") or self.channel_for(conversation)
         return [f"slack-channel:{channel}"]
 
@@ -163,21 +185,55 @@ class SlackInbox:
             self._remember_ts(str(data["ts"]))
         return data
 
-    def _parent(self, conversation: ConversationView) -> tuple[str, list[dict[str, Any]]]:
+    def _ticket(
+        self, conversation: ConversationView, history: list[MessageView], earlier: int = 0
+    ) -> Ticket:
         emoji = {n: t.emoji for n, t in self.config.tags.items()}
-        return parent_blocks(conversation, list(self.config.tags), emoji, self.config.note_prefix)
+        return ticket(
+            conversation,
+            list(self.config.tags),
+            emoji,
+            self.config.note_prefix,
+            history,
+            earlier=earlier,
+        )
+
+    @staticmethod
+    def _shown(ref: dict[str, Any]) -> tuple[int, int, int, int] | None:
+        """(first id, last id, how many, how many earlier) of the messages the parent shows."""
+        t = ref.get("ticket")
+        if not isinstance(t, dict):
+            return None
+        return int(t["from"]), int(t["upto"]), int(t["count"]), int(t.get("earlier", 0))
+
+    @staticmethod
+    def _in_parent(ref: dict[str, Any], message_id: int) -> bool:
+        shown = SlackInbox._shown(ref)
+        return bool(message_id) and shown is not None and shown[0] <= message_id <= shown[1]
+
+    async def _history(
+        self, conversation_id: int, after: int = 0, limit: int | None = None
+    ) -> list[MessageView]:
+        if self.read_history is None:
+            return []
+        return await self.read_history(conversation_id, after, limit)
 
     # ------------------------------------------------------------------ Inbox
 
     async def open_thread(
         self, conversation: ConversationView, history: list[MessageView], context: dict[str, Any]
     ) -> dict[str, Any]:
-        """The parent message only; the history follows as paced posts of its own."""
+        """The parent message, with the conversation so far (its end, if it is too long for one
+        message: the history row then posts the beginning into the thread)."""
+        handoff = (conversation.id, str(conversation.handed_off_at))
+        if handoff in self._opened:
+            return dict(self._opened[handoff])
         channel = self.channel_for(conversation)
-        text, blocks = self._parent(conversation)
+        t = self._ticket(conversation, history or await self._history(conversation.id))
+        blocks, shown = t.blocks, t.shown
         try:
             parent = await self._call(
-                "chat.postMessage", channel=channel, text=text, blocks=blocks, unfurl_links=False
+                "chat.postMessage", channel=channel, text=t.text, blocks=blocks, unfurl_links=False
             )
         except DeliveryError as exc:
             cause = slack_error(exc.__cause__) if exc.__cause__ else ""
@@ -198,25 +254,42 @@ class SlackInbox:
                 parent = await self._call(
                     "chat.postMessage",
                     channel=channel,
-                    text=text,
+                    text=t.text,
                     blocks=[*blocks[:-1], note, blocks[-1]],
                     unfurl_links=False,
                 )
             elif cause in ("invalid_blocks", "invalid_blocks_format"):
-                # Never lose a handoff to a rendering problem: the plain-text ticket instead.
+                # Never lose a handoff to a rendering problem: the plain-text ticket instead,
+                # and the whole history in the thread.
                 log.error("Slack rejected the ticket blocks for #%s; posting text", conversation.id)
-                parent = await self._call("chat.postMessage", channel=channel, text=text)
+                parent = await self._call("chat.postMessage", channel=channel, text=t.text)
+                shown = []
             else:
                 raise
         ts = str(parent["ts"])
         channel = str(parent.get("channel") or channel)
-        return {"channel": channel, "ts": ts, "thread_key": f"{channel}:{ts}"}
+        ref: dict[str, Any] = {"channel": channel, "ts": ts, "thread_key": f"{channel}:{ts}"}
+        if shown:
+            ref["ticket"] = {
+                "from": shown[0].id,
+                "upto": shown[-1].id,
+                "count": len(shown),
+                "earlier": t.earlier,
+            }
+        self._opened[handoff] = ref
+        while len(self._opened) > self._remember:
+            self._opened.popitem(last=False)
+        return dict(ref)
 
     async def post_history(
         self, ref: dict[str, Any], conversation: ConversationView, history: list[MessageView]
     ) -> int:
-        """One thread post of as much history as fits; the worker calls again for the rest."""
-        text, blocks, last_id = history_posts(history)[0]
+        """What the parent does not show, as one thread post (as few as Slack's limits allow:
+        the worker calls again for the rest); nothing at all when the parent shows it all."""
+        rest = [m for m in history if not self._in_parent(ref, m.id)]
+        if not rest:
+            return history[-1].id
+        text, blocks, last_id = history_posts(rest)[0]
         await self._call(
             "chat.postMessage",
             channel=ref["channel"],
@@ -226,11 +299,18 @@ class SlackInbox:
             unfurl_links=False,
             unfurl_media=False,
         )
-        return last_id
+        later = [m for m in rest if m.id > last_id]
+        if not later:
+            return history[-1].id
+        # Go on from the next message still to post (those the parent shows are skipped).
+        return max(m.id for m in history if m.id < later[0].id)
 
     async def post(
         self, ref: dict[str, Any], conversation: ConversationView, message: dict[str, Any]
     ) -> DeliveryResult:
+        if self._in_parent(ref, int(message.get("id") or 0)):
+            # Written while the ticket waited for its turn to be posted: the parent shows it.
+            return DeliveryResult.done(skipped="shown in the ticket")
         data = await self._call(
             "chat.postMessage",
             channel=ref["channel"],
@@ -242,9 +322,16 @@ class SlackInbox:
         return DeliveryResult.done(ts=data.get("ts"))
 
     async def update(self, ref: dict[str, Any], conversation: ConversationView) -> None:
-        text, blocks = self._parent(conversation)
+        """The parent again, with the same messages (an edit replaces all of its blocks)."""
+        shown = self._shown(ref)
+        history: list[MessageView] = []
+        earlier = 0
+        if shown is not None:
+            first, _, count, earlier = shown
+            history = await self._history(conversation.id, first - 1, count)
+        t = self._ticket(conversation, history, earlier)
         await self._call(
-            "chat.update", channel=ref["channel"], ts=ref["ts"], text=text, blocks=blocks
+            "chat.update", channel=ref["channel"], ts=ref["ts"], text=t.text, blocks=t.blocks
         )
 
     async def alert(self, text: str) -> None:

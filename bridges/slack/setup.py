@@ -29,6 +29,7 @@ from bridges.slack.reminders import ReminderLoop
 from core.bridge import BridgeSetup, Capabilities, Role
 from core.lifecycle import Core
 from domain.outbox import Outgoing
+from domain.ports import MessageView
 
 log = logging.getLogger("handoff.slack")
 TIMEOUT = 15.0  # seconds for one Web API call; a timeout is retried by the outbox
@@ -150,6 +151,11 @@ class SlackBridge(SlackInbox):
             permalink=self.identity.permalink,
         )
         register(self.bolt, self.context)
+
+        async def history(conversation_id: int, after: int, limit: int | None) -> list[MessageView]:
+            return await core.history(conversation_id, after=after, include_notes=True, limit=limit)
+
+        self.read_history = history  # the ticket shows the conversation: see SlackInbox
         self.reminders = ReminderLoop(core, config)
         app.router.add_post("/slack/events", self.events)
 

@@ -89,9 +89,11 @@ class FakeSlack:
         return [m for m in self.posts(channel) if not m.get("thread_ts")]
 
     def thread_text(self, thread_ts: str) -> str:
-        """Everything shown in a thread, as one string (blocks when present, else text)."""
+        """Everything shown in a thread, as one string (blocks when present, else text): the
+        parent first, as Slack shows a thread, then the replies."""
         out = []
-        for m in self.posts(thread_ts=thread_ts):
+        parent = [m for m in self.parents() if m["ts"] == thread_ts]
+        for m in parent + self.posts(thread_ts=thread_ts):
             if m.get("blocks"):
                 out.extend(b.get("text", {}).get("text", "") for b in m["blocks"])
             else:
