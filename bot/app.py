@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import bridges.slack
 import bridges.telegram
@@ -27,6 +29,7 @@ from agent.offline import OfflineAgent
 from core.approvals import Approvals
 from core.bridge import Bridge, BridgeFactory, BridgeSetup, ConfigurationError, check_bridges
 from core.clock import SYSTEM_CLOCK, Clock
+from core.corrections import Corrections, training_examples
 from core.delivery import DeliveryWorker
 from core.lifecycle import Core, CoreMessages
 from core.live import LiveHub
@@ -124,7 +127,8 @@ def build_app(
     pacer = Pacer(clock)
     knowledge = KnowledgeBase.from_folder(settings.knowledge_dir or config.knowledge_path)
     actions = ActionRunner(config, settings.shop_api_url)
-    agent: Agent = OfflineAgent(config, knowledge, actions)
+    offline = OfflineAgent(config, knowledge, actions)
+    agent: Agent = offline
     if settings.llm_enabled:
         from agent.llm import build_llm_agent
 
@@ -176,6 +180,7 @@ def build_app(
         lease_seconds=settings.processing_lease_seconds,
         bridges=built,
         clock=clock,
+        corrections=Corrections.from_config(config, offline.classifier.names),
     )
     # Prepared writes (cancel, refund): stored with the handoff, run once when approved.
     core.approvals = Approvals(core, config, actions)
@@ -203,6 +208,7 @@ def build_app(
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if auto_migrate:
             await upgrade_async(settings.database_url)
+        await _learn(offline, config, sessions)
         started: list[Bridge] = []
         fanout = None
         sweeper = None
@@ -248,6 +254,23 @@ def build_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def _learn(
+    offline: OfflineAgent, config: StoreConfig, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The examples the team's corrections taught and a reviewer accepted join the classifier
+    now, once per start (training takes a second or two, off the event loop)."""
+    from bot.examples import classifier_with, count
+
+    try:
+        examples = await training_examples(sessions)
+    except DBAPIError as exc:  # not migrated this far: the service runs, untaught
+        log.warning("labelled examples not read: %s", type(exc).__name__)
+        return
+    if examples:
+        offline.classifier = await asyncio.to_thread(classifier_with, config, examples)
+        log.info("classifier trained with accepted examples", extra={"examples": count(examples)})
 
 
 def _spike_monitor(settings: Settings, config: StoreConfig, core: Core) -> SpikeMonitor:

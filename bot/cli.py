@@ -163,6 +163,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _serve(settings, config, banner=banner, extra_startup=start_shop_api)
 
 
+def _labelled_examples(args: argparse.Namespace, settings: Settings) -> dict[str, list[str]]:
+    """The database's labelled examples that `--examples` asks for (see `handoff eval -h`)."""
+    from bot.examples import count, read_examples
+
+    if args.examples == "none":
+        return {}
+    examples = asyncio.run(
+        read_examples(settings.database_url, pending=args.examples == "pending")
+    )
+    if examples:
+        which = "accepted and pending" if args.examples == "pending" else "accepted"
+        print(f"with {count(examples)} {which} labelled examples from the database", file=sys.stderr)
+    return examples
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from bot.evaluate import load_scenarios, run_eval
 
@@ -172,18 +187,122 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.WARNING)
+    if args.replay:
+        return _replay(args, settings, config)
+    if not args.scenarios or not args.knowledge:
+        print("handoff eval: give SCENARIOS and --knowledge DIR, or --replay SINCE", file=sys.stderr)
+        return 2
     scenarios = load_scenarios(args.scenarios)
     factory = None
     if args.llm:
         from agent.llm import llm_agent_factory
 
         factory = llm_agent_factory(settings)
-    logging.basicConfig(level=logging.WARNING)
-    report = asyncio.run(run_eval(scenarios, args.knowledge, config, agent_factory=factory))
+    examples = _labelled_examples(args, settings)
+    report = asyncio.run(
+        run_eval(scenarios, args.knowledge, config, agent_factory=factory, examples=examples)
+    )
     print(report.render(show_transcripts=not args.quiet))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_json(), indent=2, default=str))
     return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings, config: StoreConfig) -> int:
+    from bot.replay import run_replay
+    from core.analytics import parse_duration
+    from storage.db import make_engine, make_sessionmaker
+    from storage.models import utcnow
+
+    try:
+        since = utcnow() - parse_duration(args.replay)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    examples = _labelled_examples(args, settings)
+    knowledge = args.knowledge or settings.knowledge_dir or config.knowledge_path
+
+    async def go() -> Any:
+        engine = make_engine(settings.database_url)
+        try:
+            return await run_replay(
+                make_sessionmaker(engine), since, config, knowledge, examples=examples
+            )
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(go())
+    print(report.render())
+    if args.json:
+        Path(args.json).write_text(json.dumps(report.as_json(), indent=2, default=str))
+    return 0
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    """Labelled examples from the team's corrections: list, accept (optionally as another
+    intent), reject. Accepted ones train the classifier at the next start."""
+    import getpass
+
+    from bot.examples import store_specs
+    from core.corrections import example_json, list_examples, review
+    from storage.db import make_engine, make_sessionmaker
+    from storage.migrate import upgrade
+
+    settings = Settings()
+    if settings.database_url.startswith("sqlite"):
+        upgrade(settings.database_url)  # as `handoff run` does for SQLite
+    label = getattr(args, "as_intent", None)
+    if label is not None:
+        try:
+            known = store_specs(_config(args, settings))
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if label not in known:
+            print(f"no intent {label!r}; the store's intents: {', '.join(sorted(known))}", file=sys.stderr)
+            return 2
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        try:
+            if args.examples_command == "list":
+                status = None if args.status == "all" else args.status
+                rows = await list_examples(sessions, status)
+                if args.json:
+                    print(json.dumps([example_json(r) for r in rows], indent=2))
+                    return 0
+                if not rows:
+                    print("no labelled examples" + (f" {status}" if status else "") + " yet")
+                for r in rows:
+                    also = f" (or {', '.join(r.alternatives)})" if r.alternatives else ""
+                    print(f"#{r.id}\t{r.status}\t{r.label}{also}\t{json.dumps(r.text, ensure_ascii=False)}")
+                    how = "wrong handoff" if r.cause == "wrong" else "retag " + " ".join(r.change)
+                    note = f" · note: {r.note}" if r.note else ""
+                    reviewed = f" · reviewed by {r.reviewed_by}" if r.reviewed_by else ""
+                    print(
+                        f"\tconversation #{r.conversation_id} · {how} by {r.actor} · "
+                        f"{r.created_at:%Y-%m-%d %H:%M} UTC{note}{reviewed}"
+                    )
+                return 0
+            status = "accepted" if args.examples_command == "accept" else "rejected"
+            by = args.by or getpass.getuser()
+            changed, missing = await review(sessions, args.ids, status, by, label)
+            for example_id in missing:
+                print(f"no labelled example #{example_id}", file=sys.stderr)
+            if changed:
+                print(f"{status}: {', '.join(f'#{i}' for i in changed)}")
+                if status == "accepted":
+                    print(
+                        "They train the classifier at the next start (`handoff run`); "
+                        "`handoff eval` and `handoff eval --replay` use them now."
+                    )
+            return 1 if missing else 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -311,13 +430,52 @@ def main(argv: list[str] | None = None) -> int:
     with_config(
         sub.add_parser("check", help="validate the config and print what is enabled")
     ).set_defaults(func=cmd_check)
-    p = with_config(sub.add_parser("eval", help="score the agent's handoff judgment on scenarios"))
-    p.add_argument("scenarios")
-    p.add_argument("--knowledge", required=True)
+    p = with_config(
+        sub.add_parser(
+            "eval",
+            help="score the agent's handoff judgment on scenarios, or replay stored conversations",
+        )
+    )
+    p.add_argument("scenarios", nargs="?", help="scenarios (JSON lines); not with --replay")
+    p.add_argument("--knowledge", help="the store's pages (with --replay: the config's by default)")
+    p.add_argument(
+        "--replay",
+        metavar="SINCE",
+        help="replay the conversations started in this window (e.g. 24h, 7d) through the current "
+        "YAML and examples and print those whose handoff or tags would change",
+    )
+    p.add_argument(
+        "--examples",
+        choices=["accepted", "pending", "none"],
+        default="accepted",
+        help="labelled examples from the database (DATABASE_URL) that train the classifier: "
+        "accepted (as the next start would; the default), pending too (a dry run before "
+        "accepting), none",
+    )
     p.add_argument("--json", help="write the full report as JSON here")
     p.add_argument("--llm", action="store_true", help="evaluate the LLM agent (OPENAI_* settings)")
     p.add_argument("--quiet", action="store_true", help="no transcripts")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser(
+        "examples",
+        help="labelled examples from the team's corrections: list, accept ID..., reject ID...",
+    )
+    esub = p.add_subparsers(dest="examples_command", required=True)
+    q = esub.add_parser("list", help="the examples, oldest first")
+    q.add_argument(
+        "--status",
+        choices=["pending", "accepted", "rejected", "superseded", "all"],
+        default="all",
+    )
+    q.add_argument("--json", action="store_true")
+    q = with_config(esub.add_parser("accept", help="use these examples from the next start on"))
+    q.add_argument("ids", type=int, nargs="+", metavar="ID")
+    q.add_argument("--as", dest="as_intent", metavar="INTENT", help="accept as this intent instead")
+    q.add_argument("--by", help="the reviewer's name (default: your login name)")
+    q = esub.add_parser("reject", help="never use these examples")
+    q.add_argument("ids", type=int, nargs="+", metavar="ID")
+    q.add_argument("--by", help="the reviewer's name (default: your login name)")
+    p.set_defaults(func=cmd_examples)
     p = sub.add_parser("stats", help="tag counts, handoff rate, reply and resolution times")
     p.add_argument("--since", default="24h", help="window, e.g. 30m, 24h, 7d (default 24h)")
     p.add_argument("--tag", help="only this tag")

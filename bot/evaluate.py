@@ -1,6 +1,9 @@
 """`handoff eval`: plays scripted shopper conversations through the real core and scores the
 agent's handoff judgment (format: shared/eval/FORMAT.md). Each scenario's shop data is served as
-the shop API on 127.0.0.1, so the store's actions make real HTTP calls, as in production."""
+the shop API on 127.0.0.1, so the store's actions make real HTTP calls, as in production.
+
+`handoff eval --replay SINCE` plays the store's own stored conversations instead, through the
+current YAML and examples, and says which would end differently (bot/replay.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 from agent.actions import ActionRunner
 from agent.knowledge import KnowledgeBase
 from agent.offline import OfflineAgent
+from bot.examples import classifier_with
 from bot.shop_server import ShopData, start_shop
 from core.lifecycle import Core
 from core.live import LiveHub
@@ -141,14 +145,19 @@ async def run_eval(
     config: StoreConfig,
     *,
     agent_factory: Any = None,
+    examples: dict[str, list[str]] | None = None,
 ) -> EvalReport:
+    """`examples`: labelled examples (intent -> texts) to train the built-in classifier with,
+    on top of the shipped and the store's (the accepted ones from the database, in the CLI)."""
     shop = ShopData()
     runner, shop_url = await start_shop(shop)
     kb = KnowledgeBase.from_folder(knowledge_dir)
     actions = ActionRunner(config, shop_url)
-    agent: Agent = (
-        agent_factory(config, kb, actions) if agent_factory else OfflineAgent(config, kb, actions)
-    )
+    if agent_factory:
+        agent: Agent = agent_factory(config, kb, actions)
+    else:
+        classifier = classifier_with(config, examples) if examples else None
+        agent = OfflineAgent(config, kb, actions, classifier=classifier)
     report = EvalReport()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/eval.db"

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.analytics import Stats, compute_stats, tag_series
 from core.bridge import Bridge, ChannelBridge, Role
 from core.clock import SYSTEM_CLOCK, Clock
+from core.corrections import Corrections
 from core.live import LiveHub
 from core.metrics import Metrics
 from domain import outbox
@@ -115,6 +116,7 @@ class Core:
     bridges: Sequence[Bridge] = ()
     clock: Clock = SYSTEM_CLOCK  # the outbox rows' timestamps, on the delivery worker's clock
     approvals: Approvals | None = None  # prepared writes: stored with the handoff, approved, run
+    corrections: Corrections = field(default_factory=Corrections)  # retags and `wrong` teach
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -520,6 +522,7 @@ class Core:
                     meta={
                         "sources": turn.sources,
                         "actions": repo.json_safe(turn.actions_run),
+                        "reply_to": msg_id,  # the shopper message this turn answered
                         **turn.meta,
                     },
                     tokens_in=turn.tokens_in,
@@ -664,7 +667,8 @@ class Core:
     async def staff_command(
         self, conversation_id: int, command: str, *, actor: str, args: list[str] | None = None
     ) -> CommandResult:
-        """claim | release | tag (+a -b) | resolve | bot. Every change is an event row."""
+        """claim | release | tag (+a -b) | resolve | bot | wrong [note]. Every change is an event
+        row; a retag or `wrong` may also record a labelled example (core/corrections.py)."""
         args = args or []
         async with self.sessions() as s:
             async with s.begin():
@@ -699,6 +703,12 @@ class Core:
                     text = f"#{conv.id}: " + ", ".join(
                         [f"+{t}" for t in added] + [f"-{t}" for t in removed] or ["no change"]
                     )
+                    await self.corrections.after_retag(s, conv, added, removed, actor)
+                elif command == "wrong":
+                    learned = await self.corrections.wrong(s, conv, actor, " ".join(args))
+                    if learned is None:
+                        return CommandResult(False, f"The assistant did not hand off #{conv.id}.")
+                    text = f"#{conv.id}: marked as a handoff that should not have happened. {learned.text}"
                 elif command == "resolve":
                     if conv.state == "resolved":
                         return CommandResult(True, f"#{conv.id} is already resolved.")

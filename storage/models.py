@@ -289,3 +289,29 @@ class PreparedAction(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LabelledExample(Base):
+    """A shopper's message that a person's correction (a retag, "wrong handoff") labelled with
+    the intent it should have been read as ('none': no request at all). It waits for review:
+    only accepted examples train the classifier, at the next start, so one hasty click never
+    changes the agent by itself (core/corrections.py)."""
+
+    __tablename__ = "labelled_examples"
+    __table_args__ = (Index("ix_labelled_examples_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)  # the stored (already masked) message text
+    label: Mapped[str] = mapped_column(String(64))
+    # Other intents the correction could mean (a tag that several intents' rules put on).
+    alternatives: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|accepted|rejected|superseded
+    cause: Mapped[str] = mapped_column(String(16))  # wrong | retag
+    change: Mapped[list[Any]] = mapped_column(JSON, default=list)  # ["-human-requested", "+cancellation"]
+    note: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -18,6 +18,7 @@ from storage.models import (
     Conversation,
     ConversationTag,
     Customer,
+    LabelledExample,
     Message,
     ProcessedId,
     Staff,
@@ -513,3 +514,96 @@ def json_safe(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
+
+
+# ------------------------------------------------------------------ corrections and replay
+
+
+async def last_agent_handoff(session: AsyncSession, conversation_id: int) -> StateEvent | None:
+    """The agent's latest handoff of this conversation (its state event), if any."""
+    return await session.scalar(
+        select(StateEvent)
+        .where(
+            StateEvent.conversation_id == conversation_id,
+            StateEvent.kind == "state",
+            StateEvent.new == "queued",
+            StateEvent.actor == "agent",
+        )
+        .order_by(StateEvent.id.desc())
+        .limit(1)
+    )
+
+
+async def add_example(session: AsyncSession, **values: Any) -> LabelledExample:
+    row = LabelledExample(**values)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def examples_of_message(session: AsyncSession, message_id: int) -> list[LabelledExample]:
+    return list(
+        await session.scalars(
+            select(LabelledExample)
+            .where(LabelledExample.message_id == message_id)
+            .order_by(LabelledExample.id)
+        )
+    )
+
+
+async def list_examples(session: AsyncSession, status: str | None = None) -> list[LabelledExample]:
+    q = select(LabelledExample).order_by(LabelledExample.id)
+    if status is not None:
+        q = q.where(LabelledExample.status == status)
+    return list(await session.scalars(q))
+
+
+async def examples_by_label(
+    session: AsyncSession, statuses: tuple[str, ...]
+) -> list[tuple[str, str]]:
+    """(label, text) of the examples in these states, oldest first."""
+    rows = await session.execute(
+        select(LabelledExample.label, LabelledExample.text)
+        .where(LabelledExample.status.in_(statuses))
+        .order_by(LabelledExample.id)
+    )
+    return [(str(label), str(text)) for label, text in rows.all()]
+
+
+async def conversations_since(session: AsyncSession, since: datetime) -> list[int]:
+    """Conversations started since `since`, oldest first."""
+    return list(
+        await session.scalars(
+            select(Conversation.id)
+            .where(Conversation.created_at >= since)
+            .order_by(Conversation.id)
+        )
+    )
+
+
+async def state_events(session: AsyncSession, conversation_id: int) -> list[StateEvent]:
+    return list(
+        await session.scalars(
+            select(StateEvent)
+            .where(StateEvent.conversation_id == conversation_id)
+            .order_by(StateEvent.id)
+        )
+    )
+
+
+async def tag_events(session: AsyncSession, conversation_id: int) -> list[TagEvent]:
+    return list(
+        await session.scalars(
+            select(TagEvent).where(TagEvent.conversation_id == conversation_id).order_by(TagEvent.id)
+        )
+    )
+
+
+async def tags_put_on_by_people(session: AsyncSession, conversation_id: int) -> set[str]:
+    """The conversation's tags whose latest addition was a person's, not the agent's."""
+    last: dict[str, str] = {}
+    for event in await tag_events(session, conversation_id):
+        if event.action == "add":
+            last[event.tag] = event.actor
+    current = set(await tags_of(session, conversation_id))
+    return {t for t, actor in last.items() if t in current and actor not in ("agent", "system")}

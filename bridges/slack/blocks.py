@@ -208,7 +208,7 @@ def ticket(
     a new part (an approval's buttons) is one more line in `parts`. `earlier`: messages before
     `history` that are already in the thread (an edit of a folded ticket)."""
     head = [_header(conv), _fields(conv, emoji)]
-    tail = [*_notices(conv), _actions(conv, tag_names), _hint(note_prefix)]
+    tail = [*_notices(conv), _actions(conv, tag_names), *correction_blocks(conv), _hint(note_prefix)]
     body = _body(conv, room=BLOCKS_PER_MESSAGE - len(head) - len(tail))
     fixed = [*head, *body, *tail]
     # What the conversation may use: Slack's limits, less what the rest of the ticket takes and
@@ -285,6 +285,26 @@ def _notices(conv: ConversationView) -> list[dict[str, Any]]:
 
 def _actions(conv: ConversationView, tag_names: list[str]) -> dict[str, Any]:
     return {"type": "actions", "block_id": f"handoff:{conv.id}", "elements": _controls(conv, tag_names)}
+
+
+def correction_blocks(conv: ConversationView) -> list[dict[str, Any]]:
+    """A "Wrong handoff" button on a handed-off ticket: the person says the handoff should not
+    have happened, and the shopper's message becomes an example for review
+    (core/corrections.py). Its own block, so the ticket's controls stay as they are."""
+    if conv.handed_off_at is None:
+        return []
+    button = _button("wrong", "Wrong handoff", str(conv.id))
+    button["confirm"] = {
+        "title": {"type": "plain_text", "text": "Wrong handoff?"},
+        "text": {
+            "type": "plain_text",
+            "text": "The shopper's message is kept as an example of a chat the assistant should "
+            "have handled itself, for review before it teaches anything.",
+        },
+        "confirm": {"type": "plain_text", "text": "Mark as wrong"},
+        "deny": {"type": "plain_text", "text": "Cancel"},
+    }
+    return [{"type": "actions", "block_id": f"handoff-correct:{conv.id}", "elements": [button]}]
 
 
 def _hint(note_prefix: str) -> dict[str, Any]:

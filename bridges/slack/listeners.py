@@ -38,7 +38,8 @@ HELP = (
     "• `/handoff stats` (or `stats 7d`): handoffs and tag counts\n"
     "• `/handoff claim #42`, `/handoff release #42`\n"
     "• `/handoff tag #42 +vip -cancellation`\n"
-    "• `/handoff resolve #42`, `/handoff bot #42` (back to the AI)"
+    "• `/handoff resolve #42`, `/handoff bot #42` (back to the AI)\n"
+    "• `/handoff wrong #42 [note]`: a handoff that should not have happened (teaches the AI)"
 )
 VERBS = {
     "claim": "claim",
@@ -53,6 +54,7 @@ VERBS = {
     "bot": "bot",
     "ai": "bot",
     "back": "bot",
+    "wrong": "wrong",
 }
 USAGE = {
     "claim": "/handoff claim #42",
@@ -60,6 +62,7 @@ USAGE = {
     "tag": "/handoff tag #42 +vip -cancellation",
     "resolve": "/handoff resolve #42",
     "bot": "/handoff bot #42",
+    "wrong": "/handoff wrong #42 [note]",
 }
 PERIOD = re.compile(r"^(\d{1,3})([hdw])$")
 
@@ -280,6 +283,36 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
         await ack(text=":hourglass_flowing_sand: Working on it…", response_type="ephemeral")
         await respond(text=await work, response_type="ephemeral", replace_original=False)
 
+    register_corrections(app, ctx)
+
+
+def register_corrections(app: AsyncApp, ctx: SlackContext) -> None:
+    """The ticket's "Wrong handoff" button. Its answer goes to the person who pressed it only:
+    the ticket does not change, so this is how they learn what the press recorded."""
+
+    @app.action("handoff_wrong")
+    async def on_wrong(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
+        await ack()
+        ctx.track()
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
+            "channel_id"
+        )
+        if not ctx.allowed(channel):
+            await respond(
+                text="These buttons work only in the support inbox channels.",
+                response_type="ephemeral",
+                replace_original=False,
+            )
+            return
+        try:
+            cid = int(action.get("value") or "")
+        except ValueError:
+            return
+        user = body.get("user") or {}
+        actor = await ctx.names(user.get("id"), user.get("name") or user.get("username"))
+        result = await act(ctx, "wrong", cid, actor)
+        await respond(text=escape(result.text), response_type="ephemeral", replace_original=False)
+
 
 async def relay(ctx: SlackContext, event: dict[str, Any]) -> None:
     """A person's message in a ticket's thread: to the shopper (or a note, with the prefix)."""
@@ -350,7 +383,7 @@ async def _command(ctx: SlackContext, command: dict[str, Any]) -> str:
             return bad
     actor = await ctx.names(command.get("user_id"), command.get("user_name"))
     result = await act(ctx, verb, cid, actor, rest)
-    return result.text
+    return escape(result.text) if verb == "wrong" else result.text  # it quotes the shopper
 
 
 async def queue_text(ctx: SlackContext) -> str:

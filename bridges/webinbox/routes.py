@@ -31,7 +31,7 @@ from core.staff import Person, StaffAccounts, StaffError
 from domain.ports import ConversationView
 
 STATIC = Path(__file__).resolve().parent / "static"
-COMMANDS = {"claim", "release", "tag", "resolve", "bot"}
+COMMANDS = {"claim", "release", "tag", "resolve", "bot", "wrong"}  # wrong: core/corrections.py
 COOKIE = "handoff_inbox"
 COOKIE_PATH = "/inbox"
 # Scripts, styles and sockets from this origin only; never framed (clickjacking), no plugins,

@@ -216,6 +216,7 @@
     $("btn-release").disabled = c.state !== "claimed";
     $("btn-resolve").disabled = c.state === "resolved";
     $("btn-bot").disabled = c.state === "bot";
+    $("btn-wrong").disabled = !c.handed_off_at;
     var m = $("detail-messages"); m.replaceChildren();
     d.messages.forEach(function (msg) {
       var node = el("div", "msg"); node.setAttribute("data-role", msg.role); node.setAttribute("data-id", msg.id);
@@ -229,6 +230,7 @@
   }
 
   function openConversation(id, quiet) {
+    if (current !== id) $("detail-notice").textContent = "";
     current = id; if (!quiet) $("detail-error").textContent = "";
     document.querySelectorAll(".conv-item").forEach(function (n) { n.classList.toggle("selected", Number(n.getAttribute("data-id")) === id); });
     return api("/inbox/api/conversations/" + id).then(function (d) { if (current === id) renderDetail(d); })
@@ -241,6 +243,20 @@
     var id = current;
     api("/inbox/api/conversations/" + id + "/command", { command: name, args: args || [] })
       .then(function () { changed(id); return openConversation(id, true); })
+      .catch(function (e) { $("detail-error").textContent = e.message; });
+  }
+
+  // "Wrong handoff": the shopper's message becomes an example for review (handoff examples list);
+  // the answer says what was recorded, as nothing else on the page changes.
+  function markWrong() {
+    if (!current) return;
+    var note = window.prompt("Mark this as a handoff that should not have happened? The shopper's message is kept " +
+      "as an example for review. A note for the reviewer (optional):", "");
+    if (note === null) return;
+    var id = current;
+    $("detail-error").textContent = ""; $("detail-notice").textContent = "";
+    api("/inbox/api/conversations/" + id + "/command", { command: "wrong", args: note.trim() ? [note.trim()] : [] })
+      .then(function (d) { $("detail-notice").textContent = d.text; })
       .catch(function (e) { $("detail-error").textContent = e.message; });
   }
 
@@ -323,6 +339,7 @@
   $("btn-release").addEventListener("click", function () { command("release"); });
   $("btn-resolve").addEventListener("click", function () { command("resolve"); });
   $("btn-bot").addEventListener("click", function () { command("bot"); });
+  $("btn-wrong").addEventListener("click", markWrong);
   $("tag-add").addEventListener("click", function () { command("tag", ["+" + $("tag-select").value]); });
   $("back").addEventListener("click", function () { $("app").classList.remove("show-detail"); current = null; });
   $("reply-form").addEventListener("submit", function (e) {
