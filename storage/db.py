@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import sqlite3
+from collections.abc import Callable, Generator
 from typing import Any, cast
 
+import aiosqlite
 from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.ext.asyncio import (
@@ -92,6 +94,47 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return engine
 
 
+class _RunNow:
+    """aiosqlite's job queue, but each job runs the moment it is queued, in the caller's thread."""
+
+    def put_nowait(self, item: tuple[Any, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller, as aiosqlite does
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
+
+
+class InlineSqlite(aiosqlite.Connection):
+    """aiosqlite's interface without its worker thread: every call runs in the event loop's
+    thread and returns at once. SQLite answers an indexed statement in microseconds, while a
+    hop to a worker thread and back costs a wake-up of each side (four per statement: cursor,
+    execute, fetch, close), which on a busy machine is a scheduler slice each. One process has
+    one connection (the pool below), so nothing in it waits for SQLite's lock; another process
+    holding it (a CLI command's short transaction) makes the loop wait up to the busy timeout."""
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(connector, 64)
+        self._tx = _RunNow()  # type: ignore[assignment]
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+    async def _connect(self) -> InlineSqlite:
+        if self._connection is None:
+            self._connection = self._connector()
+        return self
+
+    def __await__(self) -> Generator[Any, None, InlineSqlite]:
+        return self._connect().__await__()
+
+
 def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         # One connection: SQLite has one writer anyway, and several connections contending for
@@ -101,6 +144,17 @@ def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", 60)
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _inline(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+            def connector() -> sqlite3.Connection:
+                connect: Callable[..., sqlite3.Connection] = sqlite3.connect
+                return connect(*cargs, **{**cparams, "check_same_thread": False})
+
+            async def inline(*_a: Any, **_k: Any) -> InlineSqlite:
+                return await InlineSqlite(connector)._connect()
+
+            return dialect.dbapi.connect(async_creator_fn=inline)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
