@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.analytics import Stats, compute_stats, tag_series
@@ -26,6 +26,7 @@ from core.clock import SYSTEM_CLOCK, Clock
 from core.corrections import Corrections
 from core.live import LiveHub
 from core.metrics import Metrics
+from core.writer import BulkOp, Writer
 from domain import outbox
 from domain.masking import mask_sensitive
 from domain.outbox import Lane, Outgoing
@@ -33,7 +34,7 @@ from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from domain.textclean import clean_optional, clean_string
 from storage import repo
 from storage.db import affected, after_commit
-from storage.models import Conversation, Customer, Message, OutboxRow, utcnow
+from storage.models import Conversation, Message, OutboxRow, utcnow
 
 if TYPE_CHECKING:  # built on the core by the app factory (core/approvals.py)
     from core.approvals import Approvals
@@ -42,19 +43,6 @@ log = logging.getLogger("handoff.core")
 # The agent sees this many of the latest messages (its memory keeps the facts from earlier ones),
 # so a turn costs the same in a long chat as in a short one.
 AGENT_HISTORY = 100
-
-
-def _unhandled(conversation_id: int, what: Any) -> Any:
-    """Over the conversation's shopper messages not yet answered, as a scalar subquery."""
-    return (
-        select(what)
-        .where(
-            Message.conversation_id == conversation_id,
-            Message.role == "shopper",
-            Message.handled.is_(False),
-        )
-        .scalar_subquery()
-    )
 
 
 class CoreError(Exception):
@@ -133,6 +121,11 @@ class Core:
         # most one: the app checks) gets outbox rows.
         self._live_inboxes = [b for b in inboxes if b.capabilities.live]
         self._ticket_inbox = next((b.name for b in inboxes if not b.capabilities.live), None)
+        # The hot path's writes (messages taken in, turns stored) go through one writer that
+        # commits whatever is ready in one transaction (core/writer.py).
+        self.writer = Writer(self.sessions)
+        self._intake = BulkOp[dict[str, Any]]("intake", self._intake_bulk)
+        self._turns = BulkOp[tuple[int, int, Turn]]("turns", self._turns_bulk)
 
     @property
     def inbox_names(self) -> list[str]:
@@ -214,18 +207,12 @@ class Core:
         if not token:
             return None
         async with self.sessions() as s:
-            row = (
-                await s.execute(
-                    select(Conversation.token_hash, Conversation.state).where(
-                        Conversation.id == conversation_id
-                    )
-                )
-            ).first()
-        if row is None or row.token_hash is None:
+            row = await repo.token_state(s, conversation_id)
+        if row is None or row[0] is None:
             return None
-        if not secrets.compare_digest(row.token_hash, hash_token(token)):
+        if not secrets.compare_digest(row[0], hash_token(token)):
             return None
-        return str(row.state)
+        return row[1]
 
     def _clean_field(self, value: str | None, limit: int) -> str | None:
         cleaned = clean_optional(value, limit)
@@ -258,55 +245,119 @@ class Core:
         text = self._clean_text(text)
         if platform_id is not None:
             platform_id = clean_string(platform_id)
-        # Two statements on the hot path: touch the conversation (which also says it exists),
-        # then insert unless this platform id is already there. A duplicate is the rare case.
-        async with self.sessions() as s, s.begin():
-            now = utcnow()
-            touched = await s.execute(
-                update(Conversation)
-                .execution_options(synchronize_session=False)
-                .where(Conversation.id == conversation_id)
-                .values(updated_at=now)
-            )
-            if affected(touched) != 1:
-                raise UnknownConversation(f"No conversation #{conversation_id}.")
-            values = {
-                "conversation_id": conversation_id,
-                "role": "shopper",
-                "text": text,
-                "source": source,
-                "platform_id": platform_id,
-                "handled": not answer,
-                "meta": meta or {},
-                "created_at": now,
-            }
-            new_id = await repo.insert_message_once(s, values)
-            if new_id is None:
-                existing = await s.scalar(
-                    select(Message).where(
-                        Message.conversation_id == conversation_id,
-                        Message.source == source,
-                        Message.platform_id == platform_id,
-                    )
-                )
-                assert existing is not None
-                return repo.message_view(existing), False
-            view = MessageView(
-                id=new_id,
-                conversation_id=conversation_id,
-                role="shopper",
-                text=text,
-                author=None,
-                created_at=now,
-                meta=dict(meta or {}),
-                platform_id=platform_id,
-            )
+        # Taken in by the writer with whatever else is ready: all of them in one transaction, two
+        # statements (touch the conversations, which also says they exist; insert unless the
+        # platform id is already there; a duplicate is the rare case).
+        values = {
+            "conversation_id": conversation_id,
+            "role": "shopper",
+            "text": text,
+            "source": source,
+            "platform_id": platform_id,
+            "handled": not answer,
+            "meta": meta or {},
+        }
+        view, new = await self.writer.bulk(self._intake, values)
+        if not new:
+            return view, False
         self.live.publish(f"conv:{conversation_id}", {"type": "message", **view.as_json()})
         self.metrics.messages_in.labels(source, "shopper").inc()
         self._changed(conversation_id)
         if answer:
             self.schedule(conversation_id)
         return view, True
+
+    async def _intake_bulk(self, s: AsyncSession, items: list[dict[str, Any]]) -> list[Any]:
+        """Shopper messages from many conversations: (view, new) each, or UnknownConversation."""
+        now = utcnow()
+        exists = await repo.touch_conversations(s, {v["conversation_id"] for v in items}, now)
+        results: list[Any] = [None] * len(items)
+        rows: list[dict[str, Any]] = []
+        owners: list[list[int]] = []  # the items each row answers (a resend in the same batch)
+        first: dict[tuple[int, str, str], int] = {}
+        for i, item in enumerate(items):
+            cid = item["conversation_id"]
+            if cid not in exists:
+                results[i] = UnknownConversation(f"No conversation #{cid}.")
+                continue
+            pid = item["platform_id"]
+            key = (cid, item["source"], pid) if pid is not None else None
+            if key is not None and key in first:
+                owners[first[key]].append(i)
+                continue
+            if key is not None:
+                first[key] = len(rows)
+            rows.append({**item, "created_at": now})
+            owners.append([i])
+        for row, idx, new_id in zip(rows, owners, await repo.insert_messages_once(s, rows), strict=True):
+            if new_id is None:  # stored before
+                existing = await repo.message_by_platform_id(
+                    s, row["conversation_id"], row["source"], row["platform_id"]
+                )
+                assert existing is not None
+                for i in idx:
+                    results[i] = (existing, False)
+                continue
+            view = MessageView(
+                id=new_id,
+                conversation_id=row["conversation_id"],
+                role="shopper",
+                text=row["text"],
+                author=None,
+                created_at=now,
+                meta=dict(row["meta"]),
+                platform_id=row["platform_id"],
+            )
+            results[idx[0]] = (view, True)
+            for i in idx[1:]:
+                results[i] = (view, False)
+        return results
+
+    async def _turns_bulk(self, s: AsyncSession, items: list[tuple[int, int, Turn]]) -> list[bool]:
+        """Turns without a handoff, from many conversations: each message taken as answered once,
+        the memory kept, the reply stored and delivered on commit; four statements for all. True:
+        this turn's message was still unanswered."""
+        now = utcnow()
+        states = await repo.lock_states(s, {cid for cid, _, _ in items})
+        taken = await repo.take_unhandled(s, [mid for _, mid, _ in items])
+        results: list[bool] = []
+        memories: list[tuple[int, dict[str, Any] | None]] = []
+        replies: list[dict[str, Any]] = []
+        for cid, mid, turn in items:
+            st = states.get(cid)
+            if mid not in taken or st is None:
+                results.append(False)
+                continue
+            results.append(True)
+            if st.state != "bot":
+                # A person took over while the agent was thinking: the agent stays silent.
+                if st.state in ("queued", "claimed"):
+                    self._enqueue_to(s, st.channel, cid, st.priority, outbox.thread_post(mid))
+                continue
+            memories.append((cid, repo.json_safe(turn.memory) if turn.memory is not None else None))
+            if turn.reply:
+                meta = {
+                    "sources": turn.sources,
+                    "actions": repo.json_safe(turn.actions_run),
+                    "reply_to": mid,  # the shopper message this turn answered
+                    **turn.meta,
+                }
+                replies.append(
+                    {
+                        "conversation_id": cid, "role": "agent", "text": turn.reply,
+                        "author": None, "source": "core", "platform_id": None, "handled": True,
+                        "meta": meta, "tokens_in": turn.tokens_in, "tokens_out": turn.tokens_out,
+                        "latency_ms": turn.latency_ms, "created_at": now,
+                    }
+                )
+        if memories:
+            await repo.set_memories(s, memories, now)
+        if replies:
+            for row, new_id in zip(replies, await repo.insert_messages(s, replies), strict=True):
+                st = states[row["conversation_id"]]
+                view = MessageView(new_id, st.id, "agent", row["text"], None, now, dict(row["meta"]))
+                self._enqueue_to(s, st.channel, st.id, st.priority, outbox.shopper_send(view))
+        return results
 
     # ------------------------------------------------------------- processing
 
@@ -433,6 +484,7 @@ class Core:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.close()
 
     async def _process_next(self, conversation_id: int) -> int:
         """Take the oldest waiting message through a turn (or to the inbox); how many were
@@ -440,27 +492,13 @@ class Core:
         # One query says whether anything waits (and what the conversation is); the agent's
         # inputs (tags, history) only when it will run.
         async with self.sessions() as s:
-            row = (
-                await s.execute(
-                    select(
-                        Conversation,
-                        Customer,
-                        _unhandled(conversation_id, func.min(Message.id)),
-                        _unhandled(conversation_id, func.count()),
-                    )
-                    .join(Customer, Customer.id == Conversation.customer_id)
-                    .where(Conversation.id == conversation_id)
-                )
-            ).first()
-            if row is None or row[2] is None:
+            inputs = await repo.turn_inputs(s, conversation_id)
+            if inputs is None or inputs.first_unhandled is None:
                 return 0
-            conv, customer, msg_id, waiting = row
-            state = conv.state
+            view, msg_id, waiting = inputs.view, inputs.first_unhandled, inputs.unhandled
+            state = view.state
             if state == "bot":
-                view = repo.make_view(conv, customer, await repo.tags_of(s, conversation_id))
-                hist = await repo.history(
-                    s, conversation_id, upto=msg_id, include_notes=False, last=AGENT_HISTORY
-                )
+                hist = await repo.last_messages(s, conversation_id, msg_id, AGENT_HISTORY)
 
         if state == "resolved":
             await self._reopen(conversation_id)
@@ -500,38 +538,51 @@ class Core:
         return int(waiting)
 
     async def _apply_turn(self, conversation_id: int, msg_id: int, turn: Turn) -> None:
-        async with self.sessions() as s, s.begin():
-            conv = await s.get(Conversation, conversation_id, with_for_update=True)
-            assert conv is not None
-            if not await self._mark_handled(s, msg_id):
-                return
-            if conv.state != "bot":
-                # A person took over while the agent was thinking: the agent stays silent.
-                if conv.state in ("queued", "claimed"):
-                    self._enqueue(s, conv, outbox.thread_post(msg_id))
-                return
-            if turn.memory is not None:
-                conv.memory = repo.json_safe(turn.memory)
-            repo.touch(conv)  # with the memory, in the one UPDATE the message's flush makes
-            if turn.reply:
-                await self._add_message(
-                    s,
-                    conv,
-                    "agent",
-                    turn.reply,
-                    meta={
-                        "sources": turn.sources,
-                        "actions": repo.json_safe(turn.actions_run),
-                        "reply_to": msg_id,  # the shopper message this turn answered
-                        **turn.meta,
-                    },
-                    tokens_in=turn.tokens_in,
-                    tokens_out=turn.tokens_out,
-                    latency_ms=turn.latency_ms,
-                )
-            if turn.handoff is not None:
-                await self._handoff(s, conv, turn.handoff, upto=None)
-        self._changed(conversation_id)
+        if turn.handoff is None:  # the common turn: stored with the others ready now
+            if await self.writer.bulk(self._turns, (conversation_id, msg_id, turn)):
+                self._changed(conversation_id)
+            return
+
+        async def write(s: AsyncSession) -> bool:
+            return await self._apply_handoff_turn(s, conversation_id, msg_id, turn)
+
+        if await self.writer.run(write):
+            self._changed(conversation_id)
+
+    async def _apply_handoff_turn(
+        self, s: AsyncSession, conversation_id: int, msg_id: int, turn: Turn
+    ) -> bool:
+        assert turn.handoff is not None
+        conv = await s.get(Conversation, conversation_id, with_for_update=True)
+        assert conv is not None
+        if not await self._mark_handled(s, msg_id):
+            return False
+        if conv.state != "bot":
+            # A person took over while the agent was thinking: the agent stays silent.
+            if conv.state in ("queued", "claimed"):
+                self._enqueue(s, conv, outbox.thread_post(msg_id))
+            return True
+        if turn.memory is not None:
+            conv.memory = repo.json_safe(turn.memory)
+        repo.touch(conv)  # with the memory, in the one UPDATE the message's flush makes
+        if turn.reply:
+            await self._add_message(
+                s,
+                conv,
+                "agent",
+                turn.reply,
+                meta={
+                    "sources": turn.sources,
+                    "actions": repo.json_safe(turn.actions_run),
+                    "reply_to": msg_id,  # the shopper message this turn answered
+                    **turn.meta,
+                },
+                tokens_in=turn.tokens_in,
+                tokens_out=turn.tokens_out,
+                latency_ms=turn.latency_ms,
+            )
+        await self._handoff(s, conv, turn.handoff, upto=None)
+        return True
 
     async def _handoff(
         self, s: AsyncSession, conv: Conversation, h: Handoff, upto: int | None
@@ -816,18 +867,30 @@ class Core:
         worker, or a live event published when the transaction commits. `skip`: not to the
         bridge the change came from (a reply typed in an inbox is not posted back to it)."""
         priority = conv.priority if priority is None else priority
+        self._enqueue_to(s, conv.channel, conv.id, priority, out, skip=skip)
+
+    def _enqueue_to(
+        self,
+        s: AsyncSession,
+        channel: str,
+        conversation_id: int,
+        priority: int,
+        out: Outgoing,
+        *,
+        skip: str | None = None,
+    ) -> None:
         if out.lane is Lane.SHOPPER:
-            live = self._live_channels.get(conv.channel)
+            live = self._live_channels.get(channel)
             if live is not None:
-                self._publish_after_commit(s, live, conv.id, out)
+                self._publish_after_commit(s, live, conversation_id, out)
             else:
-                self._add_row(s, out, conv.channel, conv.id, priority)
+                self._add_row(s, out, channel, conversation_id, priority)
             return
         for inbox in self._live_inboxes:
             if inbox.name != skip:
-                self._publish_after_commit(s, inbox, conv.id, out)
+                self._publish_after_commit(s, inbox, conversation_id, out)
         if self._ticket_inbox is not None and self._ticket_inbox != skip:
-            self._add_row(s, out, self._ticket_inbox, conv.id, priority)
+            self._add_row(s, out, self._ticket_inbox, conversation_id, priority)
 
     def _add_row(
         self,
@@ -986,6 +1049,8 @@ class Core:
     ) -> list[MessageView]:
         """Messages after `after`, oldest first; at most `limit` (a client pages with `after=`)."""
         async with self.sessions() as s:
+            if not include_notes and limit is not None:  # a client's catch-up: the hot read
+                return await repo.page_after(s, conversation_id, after, limit)
             return await repo.history(
                 s, conversation_id, after=after, include_notes=include_notes, limit=limit
             )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, func, select, update
+from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -607,3 +607,262 @@ async def tags_put_on_by_people(session: AsyncSession, conversation_id: int) -> 
             last[event.tag] = event.actor
     current = set(await tags_of(session, conversation_id))
     return {t for t, actor in last.items() if t in current and actor not in ("agent", "system")}
+
+
+# ------------------------------------------------------------------ the hot path, in Core
+# Statements built once (a statement's construction and cache key cost more CPU than SQLite takes
+# to run it) and executed on the session's connection without the ORM: many rows per statement
+# where the writer batches them (core/writer.py).
+
+_C = cast(Table, Conversation.__table__)
+_U = cast(Table, Customer.__table__)
+_M = cast(Table, Message.__table__)
+_T = cast(Table, ConversationTag.__table__)
+_MSG_COLS = (
+    _M.c.id, _M.c.conversation_id, _M.c.role, _M.c.text, _M.c.author, _M.c.created_at,
+    _M.c.meta, _M.c.platform_id,
+)
+
+
+def _ids(name: str = "ids") -> Any:
+    return bindparam(name, expanding=True)
+
+
+def _unhandled_of(what: Any) -> Any:
+    return (
+        select(what)
+        .where(_M.c.conversation_id == _C.c.id, _M.c.role == "shopper", _M.c.handled.is_(False))
+        .scalar_subquery()
+    )
+
+
+_TOUCH = (
+    update(_C).where(_C.c.id.in_(_ids())).values(updated_at=bindparam("b_now")).returning(_C.c.id)
+)
+_HANDLE = (
+    update(_M)
+    .where(_M.c.id.in_(_ids()), _M.c.handled.is_(False))
+    .values(handled=True)
+    .returning(_M.c.id)
+)
+_LOCK = (
+    select(_C.c.id, _C.c.state, _C.c.channel, _C.c.priority, _C.c.handed_off_at)
+    .where(_C.c.id.in_(_ids()))
+    .order_by(_C.c.id)
+    .with_for_update()
+)
+_SET_MEMORY = (
+    update(_C)
+    .where(_C.c.id == bindparam("b_id"))
+    .values(memory=bindparam("b_memory"), updated_at=bindparam("b_now"))
+)
+_TOUCH_ONE = update(_C).where(_C.c.id == bindparam("b_id")).values(updated_at=bindparam("b_now"))
+_INSERT_MESSAGES = insert(_M).returning(_M.c.id, sort_by_parameter_order=True)
+_BY_PLATFORM = select(*_MSG_COLS).where(
+    _M.c.conversation_id == bindparam("cid"),
+    _M.c.source == bindparam("source"),
+    _M.c.platform_id == bindparam("pid"),
+)
+_TURN_INPUTS = (
+    select(
+        *[c.label("c_" + c.name) for c in _C.c],
+        *[c.label("u_" + c.name) for c in _U.c],
+        _unhandled_of(func.min(_M.c.id)).label("first_unhandled"),
+        _unhandled_of(func.count()).label("unhandled"),
+    )
+    .select_from(_C.join(_U, _U.c.id == _C.c.customer_id))
+    .where(_C.c.id == bindparam("cid"))
+)
+_TAGS = select(_T.c.tag).where(_T.c.conversation_id == bindparam("cid")).order_by(_T.c.tag)
+_LAST_MESSAGES = (
+    select(*_MSG_COLS)
+    .where(
+        _M.c.conversation_id == bindparam("cid"),
+        _M.c.id <= bindparam("upto"),
+        _M.c.role != "note",
+    )
+    .order_by(_M.c.id.desc())
+    .limit(bindparam("n"))
+)
+_TOKEN = select(_C.c.token_hash, _C.c.state).where(_C.c.id == bindparam("cid"))
+_PAGE = (
+    select(*_MSG_COLS)
+    .where(
+        _M.c.conversation_id == bindparam("cid"),
+        _M.c.id > bindparam("after"),
+        _M.c.role != "note",
+    )
+    .order_by(_M.c.id)
+    .limit(bindparam("n"))
+)
+_INSERT_ONCE: dict[str, Any] = {}
+
+
+def _insert_once(dialect: str) -> Any:
+    stmt = _INSERT_ONCE.get(dialect)
+    if stmt is None:
+        ins = pg_insert(_M) if dialect == "postgresql" else sqlite_insert(_M)
+        stmt = _INSERT_ONCE[dialect] = ins.on_conflict_do_nothing(
+            index_elements=["conversation_id", "source", "platform_id"]
+        ).returning(_M.c.id, _M.c.conversation_id, _M.c.source, _M.c.platform_id)
+    return stmt
+
+
+def row_view(row: Any) -> MessageView:
+    return MessageView(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        text=row.text,
+        author=row.author,
+        created_at=row.created_at,
+        meta=dict(row.meta or {}),
+        platform_id=row.platform_id,
+    )
+
+
+async def touch_conversations(session: AsyncSession, ids: set[int], now: datetime) -> set[int]:
+    """Mark the conversations as just active; the ids of those that exist."""
+    conn = await session.connection()
+    return set((await conn.execute(_TOUCH, {"ids": sorted(ids), "b_now": now})).scalars())
+
+
+async def insert_messages_once(
+    session: AsyncSession, rows: list[dict[str, Any]]
+) -> list[int | None]:
+    """Insert messages, each unless its (conversation, source, platform id) is already stored:
+    each one's new id, or None for one already there. Rows with a platform id go in one
+    INSERT ... ON CONFLICT DO NOTHING RETURNING; the rare one without, alone (its id is then its
+    own). The rows' keys must be distinct (the caller folds repeats)."""
+    conn = await session.connection()
+    out: list[int | None] = [None] * len(rows)
+    keyed = [i for i, r in enumerate(rows) if r.get("platform_id") is not None]
+    if keyed:
+        stmt = _insert_once(conn.dialect.name)
+        made = {
+            (r.conversation_id, r.source, r.platform_id): r.id
+            for r in await conn.execute(stmt, [rows[i] for i in keyed])
+        }
+        for i in keyed:
+            r = rows[i]
+            out[i] = made.get((r["conversation_id"], r["source"], r["platform_id"]))
+    for i, r in enumerate(rows):
+        if r.get("platform_id") is None:
+            out[i] = (await conn.execute(_INSERT_MESSAGES, [r])).scalar_one()
+    return out
+
+
+async def message_by_platform_id(
+    session: AsyncSession, conversation_id: int, source: str, platform_id: str
+) -> MessageView | None:
+    conn = await session.connection()
+    row = (
+        await conn.execute(
+            _BY_PLATFORM, {"cid": conversation_id, "source": source, "pid": platform_id}
+        )
+    ).first()
+    return row_view(row) if row is not None else None
+
+
+async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """New messages (all with the same keys), their ids in the rows' order: one statement."""
+    conn = await session.connection()
+    return list((await conn.execute(_INSERT_MESSAGES, rows)).scalars())
+
+
+async def take_unhandled(session: AsyncSession, message_ids: list[int]) -> set[int]:
+    """Mark the messages answered, each once: the ids this call took (not already taken)."""
+    conn = await session.connection()
+    return set((await conn.execute(_HANDLE, {"ids": sorted(message_ids)})).scalars())
+
+
+async def lock_states(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
+    """The conversations' state, channel, priority and handoff time, locked for the transaction
+    (PostgreSQL; SQLite has one writer), in id order so two writers never wait on each other."""
+    conn = await session.connection()
+    return {r.id: r for r in await conn.execute(_LOCK, {"ids": sorted(ids)})}
+
+
+async def set_memories(
+    session: AsyncSession, memories: list[tuple[int, dict[str, Any] | None]], now: datetime
+) -> None:
+    """Each conversation's new memory (None: unchanged) and activity time: one statement each kind."""
+    conn = await session.connection()
+    with_memory = [{"b_id": i, "b_memory": m, "b_now": now} for i, m in memories if m is not None]
+    without = [{"b_id": i, "b_now": now} for i, m in memories if m is None]
+    if with_memory:
+        await conn.execute(_SET_MEMORY, with_memory)
+    if without:
+        await conn.execute(_TOUCH_ONE, without)
+
+
+@dataclass
+class TurnInputs:
+    view: ConversationView
+    first_unhandled: int | None
+    unhandled: int
+
+
+async def turn_inputs(session: AsyncSession, conversation_id: int) -> TurnInputs | None:
+    """The conversation, its customer and tags, and its oldest unanswered shopper message with how
+    many wait: two statements."""
+    conn = await session.connection()
+    row = (await conn.execute(_TURN_INPUTS, {"cid": conversation_id})).first()
+    if row is None:
+        return None
+    m = row._mapping
+    tags = tuple((await conn.execute(_TAGS, {"cid": conversation_id})).scalars())
+    customer = CustomerView(
+        id=m["u_id"],
+        channel=m["u_channel"],
+        external_id=m["u_external_id"],
+        name=m["u_name"],
+        username=m["u_username"],
+        email=m["u_email"],
+        tier=m["u_tier"],
+        claimed_email=m["u_claimed_email"],
+    )
+    view = ConversationView(
+        id=m["c_id"],
+        channel=m["c_channel"],
+        channel_ref=m["c_channel_ref"],
+        state=m["c_state"],
+        owner=m["c_owner"],
+        priority=m["c_priority"],
+        tags=tags,
+        reason=m["c_reason"],
+        summary=m["c_summary"],
+        context=dict(m["c_context"] or {}),
+        memory=dict(m["c_memory"] or {}),
+        sale=m["c_sale"],
+        inbox_ref=dict(m["c_inbox_ref"]) if m["c_inbox_ref"] else None,
+        blocked=m["c_blocked"],
+        customer=customer,
+        created_at=m["c_created_at"],
+        handed_off_at=m["c_handed_off_at"],
+    )
+    return TurnInputs(view, m["first_unhandled"], int(m["unhandled"] or 0))
+
+
+async def last_messages(
+    session: AsyncSession, conversation_id: int, upto: int, n: int
+) -> list[MessageView]:
+    """The `n` latest messages up to `upto` (notes left out), oldest first."""
+    conn = await session.connection()
+    rows = await conn.execute(_LAST_MESSAGES, {"cid": conversation_id, "upto": upto, "n": n})
+    return [row_view(r) for r in rows][::-1]
+
+
+async def token_state(session: AsyncSession, conversation_id: int) -> tuple[str | None, str] | None:
+    conn = await session.connection()
+    row = (await conn.execute(_TOKEN, {"cid": conversation_id})).first()
+    return (row.token_hash, row.state) if row is not None else None
+
+
+async def page_after(
+    session: AsyncSession, conversation_id: int, after: int, n: int
+) -> list[MessageView]:
+    """Up to `n` messages after `after`, oldest first, notes left out (a client's catch-up)."""
+    conn = await session.connection()
+    rows = await conn.execute(_PAGE, {"cid": conversation_id, "after": after, "n": n})
+    return [row_view(r) for r in rows]
