@@ -8,6 +8,10 @@ the offline agent) and drives it with real WebSocket clients:
 
     .venv/bin/python bench/per_message.py --shoppers 50 --messages 4
 
+Then the same clients against an in-memory build of the pipeline (`memory_app`: the widget's
+socket API, the same agent object, each conversation's state and history in a dict, no database),
+and the durable/in-memory ratio: what durability costs.
+
 It also reports the built-in agent alone: its CPU per turn (intents, order numbers, the store's
 actions answered in memory so no HTTP is counted, the rules, retrieval and the reply) over varied
 first messages with the classifier's per-sentence cache emptied before each turn, and its start-up
@@ -96,22 +100,11 @@ async def main_async(args: argparse.Namespace) -> None:
     event.listen(engine, "before_cursor_execute", count)
     begins = Counter[str]()
     event.listen(engine, "begin", lambda conn: begins.update(["begin"]))
-    latencies: list[float] = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        # Warm up (imports, caches, the knowledge index) before counting.
-        await shopper(http, base, 2, [])
-        await asyncio.sleep(0.5)
-        statements.clear()
-        begins.clear()
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*[shopper(http, base, args.messages, latencies) for _ in range(args.shoppers)])
-        await app[SERVICES].worker.drain()
-        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    await runner.cleanup()
-    await shop_runner.cleanup()
+    cpu, wall, latencies = await drive(base, args, lambda: (statements.clear(), begins.clear()),
+                                       drain=app[SERVICES].worker.drain)
+    agent = app[SERVICES].core.agent
     n = len(latencies)
     total = sum(statements.values())
-    latencies.sort()
     print(f"per-message cost: {args.shoppers} shoppers x {args.messages} messages = {n} answered")
     print(f"  SQL statements/message {total / n:6.1f}  ({', '.join(f'{k} {v / n:.1f}' for k, v in statements.most_common())})")
     print(f"  transactions/message   {begins['begin'] / n:6.1f}")
@@ -119,6 +112,90 @@ async def main_async(args: argparse.Namespace) -> None:
     print(f"  messages/s             {n / wall:6.1f}")
     print(f"  latency p50/p99 ms     {1000 * latencies[n // 2]:.1f} / {1000 * latencies[int(n * 0.99) - 1]:.1f}")
 
+    # The same clients against the pipeline without its database.
+    mem_runner = web.AppRunner(memory_app(agent))
+    await mem_runner.setup()
+    mem_site = web.TCPSite(mem_runner, "127.0.0.1", 0)
+    await mem_site.start()
+    mem_port = mem_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    mcpu, mwall, mlat = await drive(f"http://127.0.0.1:{mem_port}", args, lambda: None)
+    await mem_runner.cleanup()
+    await runner.cleanup()
+    await shop_runner.cleanup()
+    m = len(mlat)
+    print("in-memory build (the same socket API and agent, state in dicts, no database):")
+    print(f"  CPU ms/message         {1000 * mcpu / m:6.2f}")
+    print(f"  messages/s             {m / mwall:6.1f}")
+    print(f"  latency p50/p99 ms     {1000 * mlat[m // 2]:.1f} / {1000 * mlat[int(m * 0.99) - 1]:.1f}")
+    print(f"  durable / in-memory    {n / wall / (m / mwall):6.2f} of the messages/s, "
+          f"{(cpu / n) / (mcpu / m):.2f}x the CPU per message")
+
+
+async def drive(base: str, args: argparse.Namespace, reset: Any, drain: Any = None) -> tuple[float, float, list[float]]:
+    """Warm up, then the shoppers: CPU seconds, wall seconds, sorted latencies."""
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        # Warm up (imports, caches, the knowledge index) before counting.
+        await shopper(http, base, 2, [])
+        await asyncio.sleep(0.5)
+        reset()
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*[shopper(http, base, args.messages, latencies) for _ in range(args.shoppers)])
+        if drain is not None:
+            await drain()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    latencies.sort()
+    return cpu, wall, latencies
+
+
+def memory_app(agent: Any) -> web.Application:
+    """The widget's socket API over the agent with each conversation in a dict: what the service
+    would cost if it kept nothing."""
+    from datetime import UTC, datetime
+    from itertools import count
+
+    from domain.ports import ConversationView, CustomerView, MessageView
+
+    ids = count(1)
+    convs: dict[int, dict[str, Any]] = {}
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.json()
+        cid = next(ids)
+        customer = CustomerView(cid, "widget", f"m{cid}", None, None, body.get("email"), None)
+        convs[cid] = {"customer": customer, "memory": {}, "history": [], "created": datetime.now(UTC)}
+        return web.json_response({"conversation_id": cid, "token": "t"})
+
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        cid = int(request.match_info["id"])
+        conv = convs[cid]
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "state", "state": "bot"})
+        async for frame in ws:
+            data = json.loads(frame.data)
+            now = datetime.now(UTC)
+            msg = MessageView(next(ids), cid, "shopper", data["text"], None, now, {}, data.get("client_id"))
+            conv["history"].append(msg)
+            await ws.send_json({"type": "message", **msg.as_json()})
+            view = ConversationView(
+                cid, "widget", None, "bot", None, 0, (), None, None, {}, dict(conv["memory"]), None, None,
+                False, customer=conv["customer"], created_at=conv["created"],
+            )
+            turn = await agent.respond(view, conv["history"][-100:])
+            if turn.memory is not None:
+                conv["memory"] = turn.memory
+            if turn.reply:
+                reply = MessageView(next(ids), cid, "agent", turn.reply, None, datetime.now(UTC),
+                                    {"sources": turn.sources})
+                conv["history"].append(reply)
+                await ws.send_json({"type": "message", **reply.as_json()})
+        return ws
+
+    app = web.Application()
+    app.router.add_post("/api/conversations", create)
+    app.router.add_get("/api/conversations/{id}/ws", socket)
+    return app
 
 AGENT_MESSAGES = [
     "Where is my order FP-100234?",
