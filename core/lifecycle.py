@@ -43,6 +43,8 @@ log = logging.getLogger("handoff.core")
 # The agent sees this many of the latest messages (its memory keeps the facts from earlier ones),
 # so a turn costs the same in a long chat as in a short one.
 AGENT_HISTORY = 100
+# A live channel (the widget) shows the agent typing only when a turn takes longer than this.
+TYPING_AFTER = 0.25
 
 
 class CoreError(Exception):
@@ -514,9 +516,18 @@ class Core:
             await self._relay_to_inbox(conversation_id, msg_id)
             return int(waiting)
         hook = self._typing.get(view.channel)
+        typing_later: asyncio.TimerHandle | None = None
         if hook is not None:
-            with contextlib.suppress(Exception):
-                await hook(view)
+            if view.channel in self._live_channels:
+                # A live channel's indicator is an event on the shopper's socket: sent only for a
+                # turn that takes a while (an LLM's), not for one answered in a few milliseconds,
+                # where it would flash for nobody and cost a socket write per message.
+                typing_later = asyncio.get_running_loop().call_later(
+                    TYPING_AFTER, self._typing_now, hook, view
+                )
+            else:
+                with contextlib.suppress(Exception):
+                    await hook(view)
         started = time.monotonic()
         try:
             turn = await asyncio.wait_for(self.agent.respond(view, hist), self.agent_timeout)
@@ -528,6 +539,8 @@ class Core:
                     tags=["ai-unavailable"], reason=f"The assistant failed: {type(exc).__name__}"
                 ),
             )
+        if typing_later is not None:
+            typing_later.cancel()
         if not turn.latency_ms:
             turn.latency_ms = int((time.monotonic() - started) * 1000)
         self.metrics.agent_latency.observe(turn.latency_ms / 1000)
@@ -536,6 +549,15 @@ class Core:
             self.metrics.agent_tokens.labels("out").inc(turn.tokens_out)
         await self._apply_turn(conversation_id, msg_id, turn)
         return int(waiting)
+
+    def _typing_now(self, hook: Callable[[ConversationView], Any], view: ConversationView) -> None:
+        async def run() -> None:
+            with contextlib.suppress(Exception):
+                await hook(view)
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _apply_turn(self, conversation_id: int, msg_id: int, turn: Turn) -> None:
         if turn.handoff is None:  # the common turn: stored with the others ready now

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.writer import BulkOp
 from storage.models import Message
-from tests.test_core_delivery import Rig, database_url, pg_url  # noqa: F401 (fixtures)
+from tests.test_core_delivery import BACKENDS, Rig, database_url, pg_url  # noqa: F401 (fixtures)
 
 
 async def stored(rig: Rig, conversation_id: int, role: str) -> list[Any]:
@@ -136,6 +136,7 @@ async def test_a_failed_batch_loses_nothing_and_writes_nothing_twice(
         await rig.stop()
 
 
+@pytest.mark.skipif("postgresql" not in BACKENDS, reason="needs TEST_DATABASE_URL (PostgreSQL)")
 async def test_two_instances_on_postgresql_take_each_message_once(pg_url: str) -> None:  # noqa: F811
     """The same messages sent to both instances at random (a client retrying on the other one):
     each stored once and answered once, in order."""
