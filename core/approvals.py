@@ -198,6 +198,15 @@ class Approvals:
     def approvers(self, action: str) -> Approvers:
         return self.config.approvers_of(action)
 
+    def check(self, action: str, who: Approver, verb: str = "approve") -> None:
+        """Raise NotAnApprover unless `who` may decide on `action` (asked again by every
+        decision; a bridge may ask first, before it opens a window for a deny's note)."""
+        if not who.allowed_by(self.approvers(action)):
+            raise NotAnApprover(
+                f"You're not on the approvers list for {action} in the store's "
+                f"YAML, so you can't {verb} it; nothing was run."
+            )
+
     def listed_slack_groups(self) -> set[str]:
         """Every Slack group named as approvers anywhere (the bridge looks a person up in these)."""
         groups = set(self.config.approvers.slack_groups)
@@ -276,12 +285,7 @@ class Approvals:
                 if conv is None:
                     raise UnknownConversation(f"There is no conversation #{cid}.")
                 row = await self._pick(s, cid, seq, prepared_id)
-                verb = "approve" if verdict == "approved" else "deny"
-                if not who.allowed_by(self.approvers(row.action)):
-                    raise NotAnApprover(
-                        f"You're not on the approvers list for {row.action} in the store's "
-                        f"YAML, so you can't {verb} it; nothing was run."
-                    )
+                self.check(row.action, who, "approve" if verdict == "approved" else "deny")
                 if verdict == "denied" and not note:
                     raise CoreError("Say why it is denied: the note is kept on the ticket.")
                 won = await s.execute(

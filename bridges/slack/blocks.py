@@ -208,7 +208,13 @@ def ticket(
     a new part (an approval's buttons) is one more line in `parts`. `earlier`: messages before
     `history` that are already in the thread (an edit of a folded ticket)."""
     head = [_header(conv), _fields(conv, emoji)]
-    tail = [*_notices(conv), _actions(conv, tag_names), *correction_blocks(conv), _hint(note_prefix)]
+    tail = [
+        *_notices(conv),
+        *approval_blocks(conv),
+        _actions(conv, tag_names),
+        *correction_blocks(conv),
+        _hint(note_prefix),
+    ]
     body = _body(conv, room=BLOCKS_PER_MESSAGE - len(head) - len(tail))
     fixed = [*head, *body, *tail]
     # What the conversation may use: Slack's limits, less what the rest of the ticket takes and
@@ -305,6 +311,92 @@ def correction_blocks(conv: ConversationView) -> list[dict[str, Any]]:
         "deny": {"type": "plain_text", "text": "Cancel"},
     }
     return [{"type": "actions", "block_id": f"handoff-correct:{conv.id}", "elements": [button]}]
+
+
+# Prepared writes (core/approvals.py) on the ticket: what each will do, with Approve and Deny
+# while it waits, then who decided and what the store's API answered.
+MAX_PREPARED = 5  # per ticket (each is at most two blocks); more are counted, not shown
+APPROVAL_STATE = {
+    "prepared": ":hourglass_flowing_sand: *Waiting for approval*",
+    "approved": ":gear: *Approved*",
+    "done": ":white_check_mark: *Done*",
+    "failed": ":x: *Failed*",
+    "denied": ":no_entry_sign: *Denied*",
+    "expired": ":heavy_minus_sign: *Replaced by a later handoff*",
+    "not_prepared": ":warning: *Not prepared*",
+}
+ERROR_LIMIT = 500
+
+
+def approval_value(conversation_id: int, prepared_id: int) -> str:
+    """An Approve or Deny button's value: the conversation and the prepared action's id."""
+    return json.dumps([conversation_id, prepared_id])
+
+
+def approval_text(conv: ConversationView, entry: dict[str, Any]) -> str:
+    """One prepared write as mrkdwn: its state, what it does (amount, order), who decided."""
+    state = str(entry.get("state") or "prepared")
+    head = APPROVAL_STATE.get(state, f"*{escape(state)}*")
+    if entry.get("seq"):
+        head += f" · `#{conv.id}:{entry['seq']}`"
+    what = escape(str(entry.get("summary") or entry.get("label") or entry.get("action") or "?"))
+    lines = [head, f"*{what}*" if state != "expired" else f"~{what}~"]
+    params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+    bits = [escape(str(entry.get("label") or entry.get("action") or ""))]
+    if entry.get("order"):
+        bits.append(f"order {escape(str(entry['order']))}")
+    if params.get("amount") is not None:
+        amount = params["amount"]
+        shown = f"{amount:.2f}" if isinstance(amount, int | float) else str(amount)
+        bits.append(escape(f"amount {shown} {params.get('currency') or ''}".rstrip()))
+    bits += [escape(str(n)) for n in entry.get("notes") or []]
+    lines.append("_" + " · ".join(b for b in bits if b) + "_")
+    by = escape(str(entry.get("by") or "someone"))
+    error = escape(clip(str(entry.get("error") or ""), ERROR_LIMIT))
+    if state == "approved":
+        tries = int(entry.get("attempts") or 0)
+        line = f"Approved by *{by}*: running"
+        if error:
+            line += f" (attempt {tries} of {entry.get('max_attempts') or '?'} failed: {error}; retrying)"
+        lines.append(line)
+    elif state == "done":
+        result = escape(str(entry.get("result") or ""))
+        lines.append(f"Approved by *{by}*." + (f" The store's API answered: {result}" if result else ""))
+    elif state == "failed":
+        lines.append(f"Approved by *{by}*. The store's API said: {error or 'failed'}")
+    elif state == "denied":
+        lines.append(f"Denied by *{by}*: {escape(clip(str(entry.get('note') or ''), ERROR_LIMIT))}")
+    elif state == "not_prepared":
+        problems = "; ".join(str(p) for p in entry.get("problems") or [])
+        lines.append(escape(clip(problems, ERROR_LIMIT)) + " (do it by hand in the store's admin)")
+    return clip("\n".join(lines), SECTION_LIMIT)
+
+
+def approval_blocks(conv: ConversationView) -> list[dict[str, Any]]:
+    """The ticket's prepared writes: a section each, with Approve and Deny while it waits."""
+    entries = [e for e in conv.context.get("prepared") or [] if isinstance(e, dict)]
+    out: list[dict[str, Any]] = []
+    for entry in entries[:MAX_PREPARED]:
+        out.append(_section(approval_text(conv, entry)))
+        pid = entry.get("id")
+        if entry.get("state") == "prepared" and isinstance(pid, int):
+            value = approval_value(conv.id, pid)
+            out.append(
+                {
+                    "type": "actions",
+                    "block_id": f"handoff-approval:{conv.id}:{pid}",
+                    "elements": [
+                        _button("approve", "Approve", value, "primary"),
+                        _button("deny", "Deny", value, "danger"),
+                    ],
+                }
+            )
+    if len(entries) > MAX_PREPARED:
+        more = len(entries) - MAX_PREPARED
+        out.append(
+            _section(f"…and {more} more prepared: see the web inbox, or `/handoff approve #{conv.id}:N`.")
+        )
+    return out
 
 
 def _hint(note_prefix: str) -> dict[str, Any]:

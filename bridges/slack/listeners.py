@@ -23,6 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bridges.slack import approvals
 from bridges.slack.blocks import escape
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.markup import to_plain
@@ -39,7 +40,8 @@ HELP = (
     "• `/handoff claim #42`, `/handoff release #42`\n"
     "• `/handoff tag #42 +vip -cancellation`\n"
     "• `/handoff resolve #42`, `/handoff bot #42` (back to the AI)\n"
-    "• `/handoff wrong #42 [note]`: a handoff that should not have happened (teaches the AI)"
+    "• `/handoff wrong #42 [note]`: a handoff that should not have happened (teaches the AI)\n"
+    + approvals.HELP
 )
 VERBS = {
     "claim": "claim",
@@ -55,6 +57,7 @@ VERBS = {
     "ai": "bot",
     "back": "bot",
     "wrong": "wrong",
+    **approvals.VERBS,
 }
 USAGE = {
     "claim": "/handoff claim #42",
@@ -141,6 +144,7 @@ class SlackContext:
     channels: set[str]
     permalink: Callable[[str, str], Awaitable[str | None]]
     ack_budget: float = 2.0
+    groups: approvals.GroupMembers | None = None  # approver groups' members (approvals.py)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def allowed(self, channel: str | None) -> bool:
@@ -284,6 +288,7 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
         await respond(text=await work, response_type="ephemeral", replace_original=False)
 
     register_corrections(app, ctx)
+    approvals.register_approvals(app, ctx)
 
 
 def register_corrections(app: AsyncApp, ctx: SlackContext) -> None:
@@ -374,6 +379,8 @@ async def _command(ctx: SlackContext, command: dict[str, Any]) -> str:
         return await stats_text(ctx, rest[0] if rest else "24h")
     if verb == "help":
         return HELP
+    if verb in approvals.USAGE:
+        return await approvals.command(ctx, verb, rest, command)
     if verb not in USAGE:
         return f"I don't know `{verb}`. " + HELP
     assert cid is not None

@@ -2,8 +2,9 @@
 Bolt app: form or JSON bodies, a bearer token, `{"ok": false, "error": ...}` answers, and HTTP
 429 with Retry-After when a channel is posted to faster than its limit.
 
-Web API methods: auth.test, chat.postMessage, chat.update, chat.postEphemeral, users.info
-(anything else answers `unknown_method`, so an unexpected call shows up in `calls`). It also
+Web API methods: auth.test, chat.postMessage, chat.update, chat.postEphemeral, users.info,
+usergroups.users.list (members of `groups`; `missing_scope` when `usergroups_scope` is off),
+views.open (recorded in `views`) (anything else answers `unknown_method`, so an unexpected call shows up in `calls`). It also
 serves response URLs (what Bolt's `respond()` posts to) and records them.
 
 It records every call, and can fail on demand: `fail_status` answers every call with that HTTP
@@ -32,7 +33,7 @@ SIGNING_SECRET = "test-signing-secret"
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
 TEAM_URL = "https://example.slack.com/"
-USERS = {"U1": "Maria Lopez", "U2": "Sam Chen"}
+USERS = {"U1": "Maria Lopez", "U2": "Sam Chen", "U3": "Eve Stone"}
 
 
 @dataclass
@@ -55,6 +56,9 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # channel -> posts
     ephemerals: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)  # bodies posted to response URLs
+    groups: dict[str, list[str]] = field(default_factory=dict)  # user group id -> member ids
+    usergroups_scope: bool = True  # False: the token lacks usergroups:read
+    views: list[dict[str, Any]] = field(default_factory=list)  # views.open: the views opened
     _last_post: dict[str, float] = field(default_factory=dict)
     # What "now" is for the limits and the calls' times: the service's fake clock in tests that
     # run the service on one, so that Slack and the service agree on how much time passed.
@@ -110,7 +114,7 @@ class FakeSlack:
             args = await request.json()
         else:
             args = dict(await request.post())
-        for key in ("blocks", "attachments"):
+        for key in ("blocks", "attachments", "view"):
             if isinstance(args.get(key), str):
                 args[key] = json.loads(args[key])
         auth = request.headers.get("Authorization", "")
@@ -183,7 +187,50 @@ class FakeSlack:
                     },
                 }
             )
+        if method == "usergroups.users.list":
+            return self._usergroup(args, now)
+        if method == "views.open":
+            if not args.get("trigger_id") and not args.get("interactivity_pointer"):
+                return self._error(method, args, now, "invalid_arguments")
+            view = args.get("view")
+            if not isinstance(view, dict) or not view.get("blocks"):
+                return self._error(method, args, now, "invalid_arguments")
+            opened = {
+                "id": f"V{len(self.views) + 1:08d}",
+                "team_id": "T1",
+                "hash": f"{time.time():.6f}.abcd",
+                "state": {"values": {}},
+                "previous_view_id": None,
+                "root_view_id": f"V{len(self.views) + 1:08d}",
+                "app_id": "A1",
+                "bot_id": BOT_ID,
+                **view,
+            }
+            self.views.append(opened)
+            self.calls.append(Call(method, args, now, 200))
+            return web.json_response({"ok": True, "view": opened})
         return self._error(method, args, now, "unknown_method")
+
+    def _usergroup(self, args: dict[str, Any], now: float) -> web.Response:
+        """usergroups.users.list: `{"ok": true, "users": [ids]}`, or Slack's errors."""
+        method = "usergroups.users.list"
+        if not self.usergroups_scope:
+            self.calls.append(Call(method, args, now, 200, "missing_scope"))
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": "missing_scope",
+                    "needed": "usergroups:read",
+                    "provided": "chat:write,commands,users:read",
+                }
+            )
+        group = str(args.get("usergroup") or "")
+        if not group:
+            return self._error(method, args, now, "invalid_arguments")
+        if group not in self.groups:
+            return self._error(method, args, now, "no_such_subteam")
+        self.calls.append(Call(method, args, now, 200))
+        return web.json_response({"ok": True, "users": list(self.groups[group])})
 
     def _error(self, method: str, args: dict[str, Any], now: float, error: str) -> web.Response:
         self.calls.append(Call(method, args, now, 200, error))
@@ -303,5 +350,31 @@ def action_body(
         "message": {"ts": message_ts, "type": "message", "bot_id": BOT_ID},
         "response_url": response_url,
         "actions": [{"block_id": "b", "action_ts": f"{time.time():.6f}", **action}],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def view_submission_body(view: dict[str, Any], values: dict[str, Any], user: str = "U1") -> str:
+    """A modal submitted: the opened view (as views.open answered it) with its inputs' values,
+    `values` as {block_id: {action_id: value}} for plain-text inputs."""
+    state = {
+        "values": {
+            block: {
+                action: {"type": "plain_text_input", "value": value}
+                for action, value in inputs.items()
+            }
+            for block, inputs in values.items()
+        }
+    }
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
+        "api_app_id": "A1",
+        "token": "legacy",
+        "trigger_id": "t2",
+        "view": {**view, "state": state},
+        "response_urls": [],
+        "is_enterprise_install": False,
     }
     return urlencode({"payload": json.dumps(payload)})
