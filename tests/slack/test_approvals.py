@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -245,3 +250,48 @@ async def test_a_group_slack_will_not_list_lets_nobody_in_and_says_why(
     assert not shop[0].writes
     await h.press("handoff_approve", approval_value(cid, pid), channel, ts, user="U1")  # listed by id
     assert len(cancels(shop[0])) == 1
+
+
+README = Path(__file__).resolve().parent.parent.parent / "README.md"
+README_MARK = "<!-- ticket with a prepared action: tests/slack/test_approvals.py -->"
+
+
+def readme_json(ticket: dict[str, Any]) -> str:
+    """The README's layout of a ticket: one block a line."""
+    lines = ",\n  ".join(json.dumps(b, ensure_ascii=False) for b in ticket["blocks"])
+    return f'{{"text": {json.dumps(ticket["text"], ensure_ascii=False)},\n "blocks": [\n  {lines}]}}'
+
+
+async def test_the_readme_shows_the_ticket_as_the_code_renders_it(h: Harness) -> None:
+    """The README's ticket is this code's output for the flash-sale cancellation (the number
+    made #42, its date fixed, the tag picker cut to the ticked tags, the conversation cut to the
+    shopper's message); UPDATE_README=1 rewrites it after a deliberate change to the ticket."""
+    cid, _, _, ts, pid = await ticket(h)
+    conv = await h.svc.core.get(cid)
+    history = await h.svc.core.history(cid, include_notes=True)
+    inbox = h.svc.bridges["slack"]
+    real = inbox._ticket(conv, history)
+    assert real.blocks == h.parent(ts)["blocks"]  # what is rendered here is what Slack got
+    prepared = [{**e, "id": 7} for e in conv.context["prepared"]]
+    shown = replace(
+        conv,
+        id=42,
+        handed_off_at=datetime(2026, 11, 27, 9, 14, tzinfo=UTC),
+        context={**conv.context, "prepared": prepared},
+    )
+    # The shopper's words only: the assistant's expectation text is not this test's business.
+    t = inbox._ticket(shown, [m for m in history if m.role == "shopper"])
+    for block in t.blocks:
+        for element in block.get("elements", []):
+            if element.get("action_id") == "handoff_tag":
+                element["options"] = [o for o in element["options"] if "✓" in o["text"]["text"]]
+    expected = readme_json({"text": t.text, "blocks": t.blocks})
+    text = README.read_text()
+    found = re.search(re.escape(README_MARK) + r"\n```json\n(.*?)\n```", text, re.S)
+    if os.environ.get("UPDATE_README"):
+        assert found, f"README has no {README_MARK}"
+        README.write_text(text[: found.start(1)] + expected + text[found.end(1) :])
+        return
+    assert found and json.loads(found.group(1)) == json.loads(expected), (
+        "README's ticket differs from the code's: UPDATE_README=1 pytest -k readme_shows"
+    )
