@@ -295,3 +295,30 @@ async def test_the_readme_shows_the_ticket_as_the_code_renders_it(h: Harness) ->
     assert found and json.loads(found.group(1)) == json.loads(expected), (
         "README's ticket differs from the code's: UPDATE_README=1 pytest -k readme_shows"
     )
+
+
+def test_the_ticket_says_a_write_is_being_retried_and_escapes_what_it_shows() -> None:
+    """What the ticket says between an approval and its outcome, and for a write that could
+    not be prepared; text from the store's data is escaped like the shopper's."""
+    from bridges.slack.blocks import approval_blocks
+    from domain.ports import ConversationView, CustomerView
+
+    entries = [
+        {"id": 3, "seq": 1, "state": "approved", "by": "Maria Lopez", "attempts": 2, "max_attempts": 5,
+         "error": "HTTP 503: unavailable", "summary": "Cancel order <!channel> & refund", "action": "cancel_order"},
+        {"state": "not_prepared", "action": "refund_price_difference", "label": "Refund the difference",
+         "order": "FP-1", "problems": ["amount: -3 is below 0.01"]},
+    ]
+    conv = ConversationView(
+        id=9, channel="widget", channel_ref="x", state="queued", owner=None, priority=1, tags=(),
+        reason=None, summary=None, context={"prepared": entries}, memory={}, sale=None, inbox_ref=None,
+        blocked=False, customer=CustomerView(id=1, channel="widget", external_id="x"),
+        created_at=datetime(2026, 11, 27, tzinfo=UTC),
+    )
+    blocks = approval_blocks(conv)
+    assert [b["type"] for b in blocks] == ["section", "section"]  # nothing left to press
+    running, unprepared = (b["text"]["text"] for b in blocks)
+    assert "*Cancel order &lt;!channel&gt; &amp; refund*" in running and "<!channel>" not in running
+    assert "Approved by *Maria Lopez*: running (attempt 2 of 5 failed: HTTP 503: unavailable; retrying)" in running
+    assert ":warning: *Not prepared*" in unprepared and "order FP-1" in unprepared
+    assert "amount: -3 is below 0.01 (do it by hand in the store's admin)" in unprepared
