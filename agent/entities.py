@@ -88,7 +88,7 @@ class OrderNumbers:
         for text in texts:
             for (start, _), value in _strict(self.entity, text):
                 parts = _split(value)
-                if parts and _ORDER_CUE.search(text[max(0, start - 80) : start + 40]):
+                if parts and _ORDER_CUE.search(text[max(0, start - 160) : start + 40]):
                     self.prefixes.add(parts[0])
                     self.lengths.add(len(parts[1]))
 

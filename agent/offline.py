@@ -146,6 +146,10 @@ class OfflineAgent:
             self.replies, text, offered=bool(mem.get("offered")), waiting=self._waiting(mem)
         )
         mem["offered"] = False
+        if offer_reply == "decline" and "human" in det.found:
+            # "Thanks, but I'd rather talk to a person who knows": its first clause reads like a
+            # no, the message asks for a person.
+            offer_reply = "accept"
         if offer_reply is not None and det.sentences:
             # That sentence was an answer to the agent ("yes please"), not a request of its own.
             det.sentences[0].intents = []
@@ -243,6 +247,12 @@ class OfflineAgent:
             return turn
         if state.decision.escalate:
             if self._defer(state.decision, state.mem, turn):
+                # Asking for the order number first: a question the pages answer ("how long do
+                # I have to send it back?") is answered in the same reply.
+                passage = self._search(state.text, state.shopper, state.det) if state.det.question else None
+                if passage is not None:
+                    turn.reply = f"{passage.text}\n(Source: {passage.source})\n\n{turn.reply}"
+                    turn.sources = [passage.source]
                 return turn
             self._handoff(turn, state.conversation, state.mem, state.facts, state.decision)
             return turn

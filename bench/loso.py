@@ -1,7 +1,7 @@
 """Leave-one-store-out: for each evaluation store, the tunables are chosen on the other stores only
 and the left-out store is scored with them, so no store's score comes from settings fitted to it.
 
-    .venv/bin/python bench/loso.py [--json out.json] [--stores sneakers pets ...]
+    .venv/bin/python bench/loso.py [--json out.json] [--stores sneakers pets ...] [--jobs 2]
 
 Tunables (everything a store's YAML exposes to the built-in agent's judgment): each request
 intent's `threshold`, the `fallback_threshold` of the request intents (the bar when the pages have
@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,24 @@ def configured(base: StoreConfig, values: dict[str, float]) -> StoreConfig:
     return cfg
 
 
+_BASE: list[StoreConfig] = []
+
+
+def _play(store: str, values: dict[str, float]) -> dict[str, Any]:
+    """One eval of `store` with these tunables (in a worker process: the config and the trained
+    classifier are loaded once per process)."""
+    logging.disable(logging.WARNING)
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ.pop(var, None)
+    if not _BASE:
+        _BASE.append(load_config())
+    scenarios, knowledge = STORES[store]
+    report = asyncio.run(
+        run_eval(load_scenarios(scenarios), knowledge, configured(_BASE[0], values))
+    )
+    return report.scores()
+
+
 def mean(scores: dict[str, Any]) -> float:
     vals = [scores[m] for m in MEASURES if scores.get(m) is not None]
     return sum(vals) / len(vals) if vals else 0.0
@@ -93,6 +113,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", help="write every setting's scores here")
     p.add_argument("--stores", nargs="*", default=list(STORES))
+    p.add_argument("--jobs", type=int, default=1, help="plays run at a time (processes)")
     args = p.parse_args()
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
         os.environ.pop(var, None)
@@ -101,32 +122,29 @@ def main() -> None:
     shipped = defaults(base)
     grid = candidates(base)
     stores = {k: v for k, v in STORES.items() if k in args.stores and v[0].exists()}
-    loaded = {s: load_scenarios(sc) for s, (sc, _) in stores.items()}
 
-    def play(store: str, values: dict[str, float]) -> dict[str, Any]:
-        report = asyncio.run(run_eval(loaded[store], stores[store][1], configured(base, values)))
-        return report.scores()
-
-    # Every parameter varied alone, on every store.
-    table: dict[str, dict[tuple[str, float], dict[str, Any]]] = {}
+    jobs: list[tuple[str, tuple[str, float], dict[str, float]]] = []
     for store in stores:
-        table[store] = {("default", 0.0): play(store, shipped)}
-        print(f"  {store:9} shipped: mean {mean(table[store][('default', 0.0)]):.3f}", file=sys.stderr)
+        jobs.append((store, ("default", 0.0), shipped))
         for name, values in grid.items():
-            for v in values:
-                if v == shipped[name]:
-                    continue
-                table[store][(name, v)] = play(store, {**shipped, name: v})
-                print(f"  {store:9} {name}={v}: mean {mean(table[store][(name, v)]):.3f}",
-                      file=sys.stderr)
+            jobs.extend((store, (name, v), {**shipped, name: v}) for v in values if v != shipped[name])
+
+    # Every parameter varied alone, on every store; plays are independent, so --jobs N runs N
+    # at a time (each eval is mostly the core's database round trips, not the agent's CPU).
+    started = time.monotonic()
+    table: dict[str, dict[tuple[str, float], dict[str, Any]]] = {s: {} for s in stores}
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        futures = [(store, key, pool.submit(_play, store, values)) for store, key, values in jobs]
+        for store, key, fut in futures:
+            table[store][key] = fut.result()
+            label = "shipped" if key[0] == "default" else f"{key[0]}={key[1]}"
+            print(f"  {store:9} {label}: mean {mean(table[store][key]):.3f}", file=sys.stderr)
 
     def score(store: str, name: str, v: float) -> float:
         key = ("default", 0.0) if v == shipped[name] else (name, v)
         return mean(table[store][key])
 
-    header = f"{'left out':9}  " + "  ".join(f"{m[:12]:>12}" for m in MEASURES) + "  changed"
-    print(header)
-    out: dict[str, Any] = {"single": {}, "folds": {}}
+    folds: dict[str, dict[str, float]] = {}
     for store in stores:
         others = [s for s in stores if s != store]
         chosen = dict(shipped)
@@ -136,12 +154,31 @@ def main() -> None:
                 for v in (*values, shipped[name])
             )
             chosen[name] = best[2]
+        folds[store] = chosen
+    # A fold's choice that differs from the shipped defaults in at most one value was played.
+    fold_results: dict[str, dict[str, Any]] = {}
+    for store, chosen in folds.items():
+        diff = [(k, v) for k, v in chosen.items() if v != shipped[k]]
+        if len(diff) <= 1:
+            fold_results[store] = table[store][diff[0] if diff else ("default", 0.0)]
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        pending = {
+            s: pool.submit(_play, s, c) for s, c in folds.items() if s not in fold_results
+        }
+        fold_results.update({s: f.result() for s, f in pending.items()})
+
+    header = f"{'left out':9}  " + "  ".join(f"{m[:12]:>12}" for m in MEASURES) + "  changed"
+    print(header)
+    out: dict[str, Any] = {"single": {}, "folds": {}}
+    for store in stores:
+        chosen = folds[store]
         changed = {k: v for k, v in chosen.items() if v != shipped[k]}
-        scores = play(store, chosen)
+        scores = fold_results[store]
         out["folds"][store] = {"changed": changed, "scores": scores}
         print(f"{store:9}  " + "  ".join(
             f"{scores[m] if scores[m] is not None else 'n/a':>12}" for m in MEASURES
         ) + "  " + (", ".join(f"{k}={v}" for k, v in changed.items()) or "shipped defaults"))
+    print(f"wall time {time.monotonic() - started:.0f} s", file=sys.stderr)
     if args.json:
         out["single"] = {s: {f"{k[0]}={k[1]}": v for k, v in t.items()} for s, t in table.items()}
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -127,3 +127,13 @@ def test_classifying_is_cheap_once_trained(clf) -> None:
         clf.classify(t)
     per_message = (time.process_time() - start) / len(texts)
     assert per_message < 0.01  # generous for a shared CI machine; bench/per_message.py measures
+
+
+def test_an_order_number_written_with_a_spaced_dash_stays_in_its_sentence() -> None:
+    from agent.classifier import split_sentences
+
+    assert split_sentences("I ordered ZQ - 500031 on Monday - thanks") == [
+        "I ordered ZQ - 500031 on Monday",
+        "thanks",
+    ]
+

@@ -65,6 +65,22 @@ SCENARIOS = [
         orders=[order("ZQ-500007", M)],
     ),
     scenario(
+        "a-person-about-an-order",
+        ["Could I chat with a real person regarding ZQ-500021, please?"],
+        tags=["human-requested"],
+        by_turn=1,
+        orders=[order("ZQ-500021", M, status="shipped")],
+    ),
+    scenario(
+        "thanks-but-a-person-after-the-offer",
+        [
+            "Which of your trainers would suit someone who walks ten kilometres a day on gravel?",
+            "Thanks, but I'd rather go through this with somebody from your team.",
+        ],
+        tags=["human-requested"],
+        by_turn=2,
+    ),
+    scenario(
         "rule-tag-not-unanswered",
         ["The drop closed ten minutes ago. Could I still get the drop price on the hoodie?"],
         tags=["price-override"],
@@ -83,6 +99,21 @@ def test_judgment(report: Any, sc: dict[str, Any]) -> None:
     result = next(r for r in report.results if r.id == sc["id"])
     transcript = "\n".join(f"{role}: {text}" for role, text in result.transcript)
     assert result.failures == [], transcript
+
+
+def test_the_pages_answer_while_the_order_number_is_asked_for() -> None:
+    """A rule that needs the order number asks for it; the question beside the request is
+    answered from the pages in the same reply, not after the handoff."""
+    sc = scenario(
+        "answer-while-asking",
+        ["I'd like to cancel my order. How long does it take for a refund to reach my card?"],
+        tags=["cancellation"],
+        email=None,
+    )
+    report = asyncio.run(run_eval([sc], KNOWLEDGE, load_config()))
+    first = next(t for role, t in report.results[0].transcript if role == "agent")
+    assert "returns.md" in report.results[0].sources
+    assert "order number" in first
 
 
 def test_a_question_inside_an_injection_is_not_an_intent_handoff() -> None:
