@@ -15,16 +15,18 @@ from agent.text import normalize
 
 GREETING = re.compile(
     r"^(hi|hello|hey|hiya|yo|good (morning|afternoon|evening)|hallo|hola|bonjour|salut|hoi|"
-    r"moin|servus|buenas|buenos dias|guten (morgen|tag|abend))[\s!.,]*$"
+    r"moin|servus|buenas|buenos dias|guten (morgen|tag|abend)|ciao|buongiorno|salve|olá|ola|"
+    r"bom dia|hej|hallå)[\s!.,]*$"
 )
 THANKS = re.compile(
     r"^(ok(ay)?|great|perfect|cool|awesome|thanks|thank you|thx|cheers|nice|got it|brilliant|"
-    r"wonderful|lovely|super|danke|gracias|merci|bedankt|dank je)\b[\w\s!.,']{0,30}$"
+    r"wonderful|lovely|super|danke|gracias|merci|bedankt|dank je|grazie|obrigad[oa]|tack)\b[\w\s!.,']{0,30}$"
 )
 QUESTION_START = re.compile(
     r"^(who|what|when|where|why|how|can|could|do|does|did|is|are|will|would|should|may|has|have|"
     r"wie|wann|wo|was|warum|kann|gibt|como|cuando|donde|que|qué|cuánto|puedo|comment|quand|où|"
-    r"est-ce|combien|puis-je|hoe|wanneer|waar|wat|kan|kunnen)\b"
+    r"est-ce|combien|puis-je|hoe|wanneer|waar|wat|kan|kunnen|"
+    r"come|cosa|dove|quando|quanto|posso|potete|onde|pode|hur|vad|när|var|varför|finns)\b"
 )
 
 

@@ -366,6 +366,77 @@ CONCEPTS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
         ("vereinigte staaten", "etats-unis", "estados unidos", "verenigde staten"),
     ),
     (("europe",), ("europa",)),
+    # Italian and Swedish (accents folded: "å", "ä" as "a", "ö" as "o")
+    (
+        ("delivery", "deliver", "shipping", "ship", "dispatch"),
+        ("spedi", "consegn", "recapit", "leverans", "leverera", "skicka", "skickas", "frakt"),
+    ),
+    (("return", "returns", "send", "back"), ("restitu", "reso", "returnera", "returer")),
+    (("refund", "money", "back"), ("rimbors", "aterbetal")),
+    (("exchange", "swap"), ("sostitu", "byta", "byte")),
+    (
+        ("cost", "price", "charge", "fee"),
+        ("prezz", "spese", "costa", "costo", "costi", "kostar", "kostnad", "pris"),
+    ),
+    (("free",), ("kostnadsfri",)),
+    (("pay", "payment"), ("pagament", "pagare", "pagat")),
+    (("card",), ("carta", "kortet", "kreditkort", "betalkort")),
+    (("order",), ("ordin", "bestall")),
+    (("cancel", "cancellation"), ("avbestall", "avboka", "makuler")),
+    (("size",), ("taglia", "misur", "storlek")),
+    (("password",), ("losenord",)),
+    (("discount", "code", "voucher"), ("sconto", "codic", "buono", "rabattkod")),
+    (
+        ("long", "days", "take", "time"),
+        ("giorni", "tempo", "dagar", "hur lang", "leveranstid", "quanto ci vuole"),
+    ),
+    (("germany",), ("germania", "tyskland")),
+    (("france",), ("frankrike",)),
+    (("spain",), ("spagna",)),
+    (("netherlands",), ("paesi bassi", "nederlanderna")),
+    (("belgium",), ("belgio",)),
+    (("united", "kingdom", "uk"), ("regno unito", "storbritannien")),
+    (("austria",), ("osterrike",)),
+    (("switzerland",), ("svizzera",)),
+    (("sweden",), ("svezia", "sverige")),
+    (("norway",), ("norvegia", "norge")),
+    (("denmark",), ("danimarca", "danmark")),
+    (("tracking", "track"), ("tracciam", "traccia", "sparning")),
+    (("customs", "duties", "import"), ("dogan", "tullavgift")),
+    (("tax", "vat"), ("moms",)),
+    (("invoice",), ("fattur", "faktura")),
+    (("guarantee", "warranty"), ("garanz",)),
+    (("damaged", "faulty", "broken"), ("danneggi", "difettos", "guast", "trasig", "skadad")),
+    (("wrong",), ("sbagliat", "felaktig")),
+    (("subscription",), ("abbonament", "prenumer")),
+    (("stock", "available"), ("disponibil", "esaurit", "slutsald", "tillganglig")),
+    (("expire", "expired", "valid"), ("scadut", "scadenz", "giltig")),
+    (("sale", "offer", "deal"), ("offert", "promozion", "saldi", "erbjud", "kampanj")),
+    (("next",), ("prossim", "nasta")),
+    (("close", "delete"), ("elimin", "chiuder", "radera", "avsluta")),
+    (("warehouse",), ("magazzin",)),
+    (("shop", "store", "showroom"), ("negozi", "butik")),
+    (("collect", "pickup"), ("ritir", "hamta")),
+    (("phone", "call"), ("chiamar",)),
+    (("email",), ("mejl",)),
+    (("address",), ("indirizz",)),
+    (("working", "day"), ("lavorativ", "vardag", "arbetsdag")),
+    (("today",), ("oggi", "idag")),
+    (("express", "fast"), ("veloc", "snabb")),
+    (("international", "abroad", "outside"), ("estero", "utomlands", "utland")),
+    (("opening", "hours", "open"), ("orari", "oppettid")),
+    # Generic words of many trades (food, cosmetics, pet food), in all seven languages.
+    (("allergy", "allergic", "patch", "test"), ("allerg",)),
+    (("ingredients", "ingredient"), ("ingredi", "inhaltsstoff", "zutat", "ingredienser")),
+    (
+        ("limit", "maximum", "per", "customer"),
+        ("limite", "maxim", "massim", "hochst", "maximal", "begrans"),
+    ),
+    (
+        ("start", "starts", "begin"),
+        ("empiez", "empieza", "comienz", "commenc", "beginn", "inizi", "comeca", "borja"),
+    ),
+    (("end", "ends", "finish"), ("termin", "acab", "finisc", "endet", "eindig", "slutar")),
 ]
 
 # Function words of the five languages: they say nothing about what is asked.
@@ -393,8 +464,16 @@ FOREIGN_STOPWORDS = frozenset(
     eu ele ela nos voces eles elas meu minha meus minhas seu sua seus suas um uma uns umas e ou
     mas tambem nao sou estou tem tenho temos posso pode podem quero gostaria preciso para pelo
     pela com sem sobre em no na nos nas do da dos das ao aos que como qual quais onde porque
-    sim obrigado obrigada ola bom boa muito""".split()
-)
+    sim obrigado obrigada ola bom boa muito
+    io lui lei noi voi loro mio miei mie tuo tua suo sua il lo gli uno ma anche non sono sei
+    siamo ho hai abbiamo hanno posso puoi puo possiamo potete voglio vorrei devo per con senza
+    nel nella nello al alla ai alle del della dello dei delle di da che come cosa dove quanto
+    perche quale quali se grazie ciao buongiorno buonasera salve molto gia ancora anche ce
+    jag han hon vi ni min mitt mina din ditt dina sin sitt sina och eller men ocksa inte ar
+    var hade kunde vill ville ska skulle maste med utan pa av till fran nar hur vad vem varfor
+    vilken vilket vilka att det den denna detta som tack hej mycket redan bara""".split()
+    # An English function word stays English ("a", "me", "se" counted for neither language).
+) - frozenset("a i in me no so on do to he be is an as at or we it us".split())
 
 _ENTRIES: list[tuple[str, tuple[str, ...]]] = sorted(
     ((prefix, english) for english, prefixes in CONCEPTS for prefix in prefixes),

@@ -36,7 +36,9 @@ QUESTION_START = re.compile(
     r"comment|combien|quand|pourquoi|quel\w*|est-ce|puis|pouvez|peut|peux|"
     r"como|cuando|cuant\w+|donde|que|cual\w*|puedo|puede|pueden|hay|tienen|"
     r"hoe|wanneer|waar|waarom|wat|welke|kan|kunnen|kunt|mag|zijn|"
-    r"quanto|quando|onde|qual|quais|posso|pode|podem|tem)\b"
+    r"quanto|quando|onde|qual|quais|posso|pode|podem|tem|"
+    r"come|cosa|dove|perche|quale|quali|puoi|potete|devo|"
+    r"hur|vad|var|nar|varfor|vilken|vilket|far|finns|maste)\b"
 )
 QUESTION_PHRASE = re.compile(
     r"\b(?:(?:want|like|need) to know|wondering|wonder if|any (?:way|chance|idea)|"

@@ -173,6 +173,8 @@ def test_the_question_in_the_middle_of_a_long_story(kb: KnowledgeBase) -> None:
         ("Combien coûte la livraison en Suisse ?", "delivery.md", "€19.00"),
         ("Kan ik betalen met PayPal?", "payment.md", "PayPal"),
         ("Quanto tempo tenho para devolver um produto?", "returns.md", "45 days"),
+        ("Quanto costa la spedizione in Spagna?", "delivery.md", "€9.00"),
+        ("Hur lång är leveranstiden till Tyskland?", "delivery.md", "2–3 working days"),
     ],
 )
 def test_question_in_another_language_answered_from_the_english_pages(
