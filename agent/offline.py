@@ -228,7 +228,7 @@ class OfflineAgent:
                 state.decision,
                 extra_tags=["lookup-failed"],
                 extra_reason=f"The store's API failed: {failed[0]['error']}",
-                lead=render(self.config.messages.lookup_failed, **state.facts),
+                lead=render(self.config.messages.lookup_failed, **trust.proved_view(state.facts)),
             )
             return turn
         locked = trust.locked_now(state.mem)
@@ -593,7 +593,8 @@ class OfflineAgent:
     ) -> None:
         tags = list(dict.fromkeys([*decision.tags, *(extra_tags or [])]))
         reason = "; ".join(r for r in (decision.reason, extra_reason) if r) or "handoff"
-        message, sla = expectation_message(self.config, decision, facts)
+        # What the shopper reads uses only what they proved, whatever the store's template asks.
+        message, sla = expectation_message(self.config, decision, trust.proved_view(facts))
         sale = next((o.get("sale") for o in facts["orders"] if o.get("sale")), None)
         context = {
             "customer": facts["customer"],

@@ -304,3 +304,30 @@ async def test_a_long_hostile_chat_keeps_a_bounded_memory(agent: OfflineAgent) -
     for memory in kept.values():
         assert all(len(v) <= limit for v in memory["entities"].values())
         assert len(memory["orders"]) <= limit and len(memory["asked"]) <= limit
+
+
+async def test_a_stores_expectation_template_sees_only_proved_orders(
+    shop: Any, store_config: StoreConfig
+) -> None:
+    """A store may write its own expectation message with the order's details; a stranger who
+    names someone's order to cancel it still reads none of them, the owner does."""
+    config = store_config.model_copy(deep=True)
+    for rule in (r for rs in config.rule_sets for r in rs.rules):
+        rule.expectation = (
+            "{% for o in orders %}{{ o.number }} is {{ o.status }} ({{ o.total }}). {% endfor %}"
+            "A person will reply soon."
+        )
+    actions = ActionRunner(config, shop[1])
+    agent = OfflineAgent(config, KnowledgeBase.from_folder(config.knowledge_path), actions)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    text = f"Please cancel my order {VIP_ORDER}"
+    try:
+        for email, shown in ((None, False), ("vera@example.com", True)):
+            history = [MessageView(1, 1, "shopper", text, None, now)]
+            turn = await agent.respond(view({}, email), history)
+            assert turn.handoff is not None and "cancellation" in turn.handoff.tags, turn.reply
+            assert "A person will reply soon." in (turn.reply or "")
+            assert ("240" in (turn.reply or "")) is shown, turn.reply
+            assert ("paid" in (turn.reply or "")) is shown, turn.reply
+    finally:
+        await actions.close()
