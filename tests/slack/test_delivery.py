@@ -56,7 +56,10 @@ def on_fake_time(slack: FakeSlack) -> FakeClock:
 async def test_paced_below_slacks_limit_no_429_at_all(make_client: Any, slack: FakeSlack) -> None:
     slack.min_interval = 0.1  # Slack allows 10 posts a second per channel here
     h = Harness(await make_client(**slack_settings(slack, slack_post_rate=8.0)), slack)
-    convs = [await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com") for i in range(4)]
+    convs = [
+        await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com")
+        for i in range(4)
+    ]
     for cid, _ in convs:
         await h.thread(cid)
     posts = [c for c in slack.calls if c.method == "chat.postMessage"]
@@ -74,7 +77,10 @@ async def test_429_retry_after_is_honoured_and_nothing_is_lost_or_duplicated(
     h = Harness(
         await make_client(clock=clock, **slack_settings(slack, slack_post_rate=20.0)), slack
     )
-    convs = [await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com") for i in range(3)]
+    convs = [
+        await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com")
+        for i in range(3)
+    ]
     for cid, token in convs:
         await h.say(cid, token, f"and one more thing [{cid}]")
     await h.svc.worker.drain(timeout=30)
@@ -97,7 +103,10 @@ async def test_an_outage_queues_everything_and_it_all_goes_out_once_when_slack_i
     before, before_token = await h.shopper("Can I talk to a person please? [before]")
     channel, ts = await h.thread(before)
     slack.fail_status = 500
-    during = [await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com") for i in range(3)]
+    during = [
+        await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com")
+        for i in range(3)
+    ]
     await h.say(before, before_token, "still there? [before]")
     # The reply claims the ticket, so its parent must be edited once Slack is back. (Not
     # `h.reply`: that waits for delivery, which cannot finish while Slack is down.)
@@ -123,7 +132,9 @@ async def _failed_calls(slack: FakeSlack, n: int) -> bool:
     return sum(c.status >= 500 for c in slack.calls) >= n
 
 
-async def test_timeouts_are_retried(make_client: Any, slack: FakeSlack, quick_backoff: None) -> None:
+async def test_timeouts_are_retried(
+    make_client: Any, slack: FakeSlack, quick_backoff: None
+) -> None:
     h = Harness(await make_client(**slack_settings(slack)), slack)
     h.svc.bridges["slack"].client.timeout = 0.2
     slack.stall = 1.0  # Slack holds every call longer than our client waits
@@ -153,7 +164,9 @@ async def test_an_outage_survives_a_restart(
 
 
 async def test_vip_handoffs_go_before_the_backlog(make_client: Any, slack: FakeSlack) -> None:
-    h = Harness(await make_client(**slack_settings(slack, slack_post_rate=4.0)), slack)
+    clock = on_fake_time(slack)
+    h = Harness(await make_client(clock=clock, **slack_settings(slack, slack_post_rate=4.0)), slack)
+    await clock.stop()  # time stands still while the backlog builds, however loaded the machine
     backlog = [
         (await h.shopper(f"Can I talk to a person please? [{i}]", email=f"s{i}@example.com"))[0]
         for i in range(5)
@@ -161,6 +174,7 @@ async def test_vip_handoffs_go_before_the_backlog(make_client: Any, slack: FakeS
     vip, _ = await h.shopper("I'd like to speak to a human", email="vera@example.com", name="Vera")
     already = len(slack.parents())  # the VIP handoff is committed; this much had gone out
     assert already < 4, "the backlog must still be waiting for this test to mean anything"
+    clock.run_when_idle(lambda: [*h.svc.worker._tasks, *h.svc.core._tasks])
     await h.svc.worker.drain(timeout=30)
     order = [int(p["text"].split()[0][1:]) for p in slack.parents()]
     assert sorted(order) == sorted([*backlog, vip])
