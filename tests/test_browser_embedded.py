@@ -141,7 +141,7 @@ async def test_limits_are_shown_calmly_and_the_widget_carries_on(
 ) -> None:
     store_port = free_port()
     client = await make_client(
-        widget_origins=f"http://127.0.0.1:{store_port}", widget_create_limit="1/2s", widget_message_limit="2/2s"
+        widget_origins=f"http://127.0.0.1:{store_port}", widget_create_limit="1/8s", widget_message_limit="2/8s"
     )
     service = str(client.make_url("")).rstrip("/")
     store = await store_site(service, port=store_port)
@@ -150,7 +150,8 @@ async def test_limits_are_shown_calmly_and_the_widget_carries_on(
     await _say(first, "hello")
     await expect(first.locator(".hw-msg[data-role=shopper]")).to_have_count(1)
 
-    # A second shopper (another browser profile) right after: creation is limited for a moment.
+    # A second shopper (another browser profile) right after: creation is limited for a moment
+    # (windows of 8 s, so that a loaded machine still reaches each check before a token is back).
     context = await browser.new_context()
     second = await context.new_page()
     await second.goto(store + "/")
@@ -159,13 +160,13 @@ async def test_limits_are_shown_calmly_and_the_widget_carries_on(
     await expect(note).not_to_contain_text("connection")
     assert "hw-calm" in (await note.get_attribute("class") or "")
     await _say(second, "How long does delivery to Austria take?")
-    await expect(second.locator(".hw-msg[data-role=agent]").last).to_contain_text("Source: shipping.md", timeout=15000)
+    await expect(second.locator(".hw-msg[data-role=agent]").last).to_contain_text("Source: shipping.md", timeout=30000)
 
     # Too many messages at once: the extra one waits, is said to wait, and then goes, once.
     for i in range(4):
         await _say(first, f"message {i}")
     await expect(first.locator("#hw-note")).to_contain_text("sending messages quickly")
-    await expect(first.locator(".hw-msg.hw-pending")).to_have_count(0, timeout=15000)
+    await expect(first.locator(".hw-msg.hw-pending")).to_have_count(0, timeout=30000)
     await expect(first.locator("#hw-note")).to_be_hidden()  # said once it had gone
     sent = first.locator(".hw-msg[data-role=shopper]")
     await expect(sent).to_have_count(5)
