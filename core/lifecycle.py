@@ -785,8 +785,21 @@ class Core:
                 elif command == "resolve":
                     if conv.state == "resolved":
                         return CommandResult(True, f"#{conv.id} is already resolved.")
+                    from storage.models import Rating
+
                     await self._set_state(s, conv, "resolved", actor)
-                    await self._add_message(s, conv, "system", self.messages.resolved)
+                    # A channel that can ask for the one rating a conversation gets (CSAT)
+                    # asks with this message, until the conversation has been rated.
+                    rated = await s.scalar(
+                        select(Rating.id).where(Rating.conversation_id == conv.id).limit(1)
+                    )
+                    await self._add_message(
+                        s,
+                        conv,
+                        "system",
+                        self.messages.resolved,
+                        meta=None if rated is not None else {"ask_rating": True},
+                    )
                     text = f"Resolved #{conv.id}."
                 elif command == "bot":
                     if conv.state == "bot":
@@ -975,7 +988,7 @@ class Core:
     async def rate(self, conversation_id: int, score: int, channel: str) -> bool:
         """A shopper's one-tap rating, taken only once the conversation has been resolved, and
         once per conversation (False for a second one): CSAT counts conversations, not taps."""
-        from storage.models import Rating, StateEvent
+        from storage.models import StateEvent
 
         if score not in (1, -1):
             raise CoreError("A rating is 1 (thumbs up) or -1 (thumbs down).")

@@ -70,6 +70,10 @@ class MessageView:
             "created_at": self.created_at.isoformat(),
             "sources": self.meta.get("sources", []),
         }
+        if self.meta.get("ask_rating"):
+            # The message that resolves a conversation not rated yet: a channel with buttons
+            # asks for the rating with it (Telegram's inline keyboard).
+            out["ask_rating"] = True
         if self.role == "shopper" and self.platform_id:
             # The sender's own id back, so a client can tell which of its sends arrived.
             out["client_id"] = self.platform_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 from core.bridge import Bridge, BridgeSetup
 
 WEBHOOK_PATH = "/telegram/webhook"
-ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member"]
+ALLOWED_UPDATES = ["message", "edited_message", "my_chat_member", "callback_query"]
 
 
 def build(setup: BridgeSetup) -> Bridge | None:

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from telegram import Bot, Message
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction
 from telegram.error import (
     BadRequest,
@@ -86,6 +86,35 @@ def split_text(text: str, limit: int = LIMIT) -> list[str]:
     if text:
         parts.append(text)
     return parts
+
+
+# CSAT, as the widget asks it: one tap, thumbs up (1) or down (-1), once per conversation. The
+# buttons' callback data names the conversation and the score: "csat:<conversation id>:<score>".
+RATING_PREFIX = "csat"
+RATINGS = (("👍 Helpful", 1), ("👎 Not helpful", -1))
+
+
+def rating_keyboard(conversation_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(label, callback_data=f"{RATING_PREFIX}:{conversation_id}:{score}")
+                for label, score in RATINGS
+            ]
+        ]
+    )
+
+
+def parse_rating(data: str | None) -> tuple[int, int] | None:
+    """(conversation id, score) from a rating button's callback data, None for anything else."""
+    parts = (data or "").split(":")
+    if len(parts) != 3 or parts[0] != RATING_PREFIX:
+        return None
+    try:
+        cid, score = int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    return (cid, score) if score in (1, -1) else None
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -155,7 +184,10 @@ class TelegramChannel:
             return DeliveryResult.done(skipped="empty text")
         if step >= len(parts):
             return DeliveryResult.done(parts=len(parts), already_sent=True)
-        sent = await self._send(chat, parts[step])
+        markup = None
+        if message.get("ask_rating") and step + 1 == len(parts):
+            markup = rating_keyboard(conversation.id)
+        sent = await self._send(chat, parts[step], markup)
         if step + 1 < len(parts):
             return DeliveryResult.again(step + 1, part=step + 1, parts=len(parts))
         if len(parts) == 1:
@@ -211,8 +243,10 @@ class TelegramChannel:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _send(self, chat: str, text: str) -> Message:
+    async def _send(
+        self, chat: str, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> Message:
         try:
-            return await self.bot.send_message(chat_id=chat, text=text)
+            return await self.bot.send_message(chat_id=chat, text=text, reply_markup=markup)
         except Exception as exc:
             raise to_delivery_error(exc, self.redact) from None

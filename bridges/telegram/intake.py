@@ -21,8 +21,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from telegram import Message, Update, User
+from telegram import Bot, CallbackQuery, Message, Update, User
+from telegram.error import BadRequest, TelegramError
 
+from bridges.telegram.channel import parse_rating
 from core.lifecycle import Core, CoreError
 from domain.ports import ConversationView
 from domain.storeconfig import StoreConfig
@@ -50,6 +52,9 @@ TEXT_ONLY = (
     "Sorry, I can only read text for now. Could you type your question, or describe what you sent?"
 )
 GREETING_COMMANDS = ("/start", "/help")
+RATED = "Thanks for your feedback!"
+RATED_BEFORE = "This conversation has already been rated. Thank you!"
+NOT_YOURS = "This button is not for this chat."
 
 
 class ChatLocks:
@@ -77,15 +82,28 @@ class ChatLocks:
 
 
 class Intake:
-    def __init__(self, core: Core, config: StoreConfig) -> None:
+    def __init__(self, core: Core, config: StoreConfig, bot: Bot | None = None) -> None:
         self.core = core
         self.config = config
+        self.bot = bot  # answers button taps (callback queries)
         self.locks = ChatLocks()
 
     async def handle(self, update: Update) -> str:
         """Take one update; returns what was done (for logs and tests)."""
         uid = update.update_id
         chat = update.effective_chat
+        query = update.callback_query
+        if query is not None:
+            # A button tap: in a private chat the tapping user's id is the chat's id, even when
+            # Telegram no longer sends the message the buttons were on.
+            key = str(chat.id if chat is not None else query.from_user.id)
+            async with self.locks.hold(key):
+                if await self._seen(uid):
+                    return "duplicate"
+                outcome = await self._button(query, key)
+                await self._mark(uid)
+            log.debug("telegram update %s: %s", uid, outcome)
+            return outcome
         if chat is None:
             await self._mark(uid)
             return "ignored: no chat"
@@ -152,6 +170,57 @@ class Intake:
             await self.core.system_message(conv.id, str(exc))
             return f"refused: {exc}"
         return "message"
+
+    async def _button(self, query: CallbackQuery, chat_id: str) -> str:
+        """A tap on a rating button (the inline keyboard under the message that resolved the
+        conversation): the rating goes to the core, which counts one per conversation; the tap is
+        answered (Telegram's spinner stops, a short notice shows) and the buttons are removed."""
+        parsed = parse_rating(query.data)
+        if parsed is None:
+            await self._answer(query, None)
+            return "ignored: unknown button"
+        cid, score = parsed
+        try:
+            conv = await self.core.get(cid)
+        except CoreError:
+            await self._answer(query, NOT_YOURS)
+            return "rating refused: unknown conversation"
+        if conv.channel != "telegram" or conv.channel_ref != chat_id:
+            # Callback data comes from the client: a tap rates only its own chat's conversation.
+            await self._answer(query, NOT_YOURS)
+            return "rating refused: another chat's conversation"
+        try:
+            counted = await self.core.rate(cid, score, "telegram")
+        except CoreError as exc:
+            await self._answer(query, str(exc))
+            return f"rating refused: {exc}"
+        await self._answer(query, RATED if counted else RATED_BEFORE)
+        await self._remove_buttons(query)
+        return "rated" if counted else "rated before"
+
+    async def _answer(self, query: CallbackQuery, text: str | None) -> None:
+        if self.bot is None:
+            return
+        try:
+            await self.bot.answer_callback_query(query.id, text=text)
+        except TelegramError as exc:  # too old (Telegram waits about 15 s for an answer)
+            log.info("a button tap could not be answered: %s", exc.message)
+
+    async def _remove_buttons(self, query: CallbackQuery) -> None:
+        """Edit the rated message to have no keyboard. Best effort: the rating is recorded, and
+        a tap on buttons that stayed (the edit failed) answers that it was rated and tries again."""
+        message = query.message
+        if self.bot is None or message is None or not message.is_accessible:
+            return
+        try:
+            await self.bot.edit_message_reply_markup(
+                chat_id=message.chat.id, message_id=message.message_id, reply_markup=None
+            )
+        except BadRequest as exc:
+            if "not modified" not in exc.message:
+                log.info("rating buttons could not be removed: %s", exc.message)
+        except TelegramError as exc:
+            log.info("rating buttons could not be removed: %s", exc.message)
 
     async def _record(
         self, conv: ConversationView, text: str, pid: str, relay: bool, **meta: Any

@@ -113,7 +113,7 @@ class TelegramBridge(TelegramChannel):
         self.poller: asyncio.Task[None] | None = None
 
     def mount(self, app: web.Application, core: Core) -> None:
-        self.intake = Intake(core, self.config)
+        self.intake = Intake(core, self.config, self.bot)
         if self.settings.telegram_mode == "webhook":
             app.router.add_post(WEBHOOK_PATH, self.webhook)
 

@@ -6,7 +6,9 @@
   the HTTP status N, 429 carrying `parameters.retry_after`;
 - getMe, setWebhook, deleteWebhook, getWebhookInfo, getUpdates (long polling with offset and
   timeout; 409 while a webhook is set), sendMessage (1-4096 UTF-16 units, 403 for a chat that
-  blocked the bot, flood control per chat when `per_chat_interval` is set), sendChatAction.
+  blocked the bot, flood control per chat when `per_chat_interval` is set; `reply_markup` kept),
+  sendChatAction, answerCallbackQuery (each query answered once, else 400 "query is too old"),
+  editMessageReplyMarkup (400 "message is not modified" when nothing changes).
 
 Every call is recorded with its time and status; `fail(...)` scripts the next answers of a method.
 """
@@ -69,6 +71,8 @@ class FakeTelegram:
     webhook: dict[str, Any] = field(default_factory=dict)
     polls_open: int = 0  # getUpdates calls waiting for an update right now
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # callback query id -> args
+    _queries: set[str] = field(default_factory=set)  # callback queries sent, not yet answered
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _last: dict[int, float] = field(default_factory=dict)
@@ -94,8 +98,19 @@ class FakeTelegram:
 
     def push(self, *updates: dict[str, Any]) -> None:
         """Updates waiting to be fetched by getUpdates."""
+        for u in updates:
+            self.expect_query(u)
         self._updates.extend(updates)
         self._arrived.set()
+
+    def expect_query(self, update: dict[str, Any]) -> dict[str, Any]:
+        """A callback query in `update` may be answered (once): Telegram made it."""
+        if "callback_query" in update:
+            self._queries.add(update["callback_query"]["id"])
+        return update
+
+    def message(self, chat: int, message_id: int) -> dict[str, Any]:
+        return next(m for m in self.sent if m["chat_id"] == chat and m["message_id"] == message_id)
 
     def unconfirmed(self) -> list[int]:
         """Update ids Telegram still holds: not yet confirmed by a getUpdates offset past them."""
@@ -275,7 +290,59 @@ class FakeTelegram:
             "from": BOT,
             "text": text,
         }
-        self.sent.append({"chat_id": chat, "text": text, "at": now})
+        if args.get("reply_markup"):
+            message["reply_markup"] = args["reply_markup"]
+        self.sent.append(
+            {
+                "chat_id": chat,
+                "text": text,
+                "at": now,
+                "message_id": message["message_id"],
+                "reply_markup": args.get("reply_markup"),
+            }
+        )
+        return self._ok(method, args, message)
+
+    async def m_answerCallbackQuery(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        qid = str(args.get("callback_query_id") or "")
+        if qid not in self._queries:
+            return self._err(
+                method,
+                args,
+                400,
+                "Bad Request: query is too old and response timeout expired or query ID is invalid",
+            )
+        self._queries.discard(qid)
+        self.answered[qid] = args
+        return self._ok(method, args, True)
+
+    async def m_editMessageReplyMarkup(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
+        chat, mid = int(args.get("chat_id") or 0), int(args.get("message_id") or 0)
+        sent = next(
+            (m for m in self.sent if m["chat_id"] == chat and m["message_id"] == mid), None
+        )
+        if sent is None:
+            return self._err(method, args, 400, "Bad Request: message to edit not found")
+        markup = args.get("reply_markup") or None
+        if markup == sent["reply_markup"]:
+            return self._err(
+                method,
+                args,
+                400,
+                "Bad Request: message is not modified: specified new message content and reply "
+                "markup are exactly the same as a current content and reply markup of the message",
+            )
+        sent["reply_markup"] = markup
+        message = {
+            "message_id": mid,
+            "date": int(time.time()),
+            "edit_date": int(time.time()),
+            "chat": {"id": chat, "type": "private"},
+            "from": BOT,
+            "text": sent["text"],
+        }
+        if markup:
+            message["reply_markup"] = markup
         return self._ok(method, args, message)
 
     async def start(self) -> FakeTelegram:
@@ -357,3 +424,26 @@ def member_update(update_id: int, chat: int, status: str) -> dict[str, Any]:
             },
         },
     }
+
+
+def callback_update(
+    update_id: int, chat: int, message: dict[str, Any] | None, data: str, *, query_id: str = ""
+) -> dict[str, Any]:
+    """A tap on an inline keyboard button under `message` (one of FakeTelegram.sent; None: a
+    message too old for Telegram to include)."""
+    query: dict[str, Any] = {
+        "id": query_id or f"q{update_id}",
+        "from": _user(chat, "Lena", "Novak", "lena_n"),
+        "chat_instance": f"ci{chat}",
+        "data": data,
+    }
+    if message is not None:
+        query["message"] = {
+            "message_id": message["message_id"],
+            "date": int(time.time()),
+            "chat": {"id": message["chat_id"], "type": "private", "first_name": "Lena"},
+            "from": BOT,
+            "text": message["text"],
+            **({"reply_markup": message["reply_markup"]} if message["reply_markup"] else {}),
+        }
+    return {"update_id": update_id, "callback_query": query}

@@ -39,7 +39,7 @@ async def test_set_webhook_delete_webhook_and_info(
     assert "https://shop.example.com/telegram/webhook" in capsys.readouterr().out
     assert tg.webhook["url"] == "https://shop.example.com/telegram/webhook"
     assert tg.webhook["secret_token"] == SECRET
-    assert set(tg.webhook["allowed_updates"]) == {"message", "edited_message", "my_chat_member"}
+    assert set(tg.webhook["allowed_updates"]) == {"message", "edited_message", "my_chat_member", "callback_query"}
 
     assert await handoff("telegram", "info") == 0
     out = capsys.readouterr().out

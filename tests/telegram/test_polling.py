@@ -38,7 +38,7 @@ async def test_polling_takes_updates_in_order_once_and_confirms_them(
 
     assert await eventually(confirmed)
     allowed = tg.attempts("getUpdates")[-1].args["allowed_updates"]
-    assert set(allowed) == {"message", "edited_message", "my_chat_member"}
+    assert set(allowed) == {"message", "edited_message", "my_chat_member", "callback_query"}
     # Telegram hands out an update again (not confirmed before a restart, say): taken once.
     tg.push(text_update(62, 701, "How long does delivery to Austria take?"))
     tg.push(text_update(63, 701, "When does the next drop start?"))
