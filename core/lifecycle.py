@@ -1039,6 +1039,18 @@ class Core:
         async with self.sessions() as s, s.begin():
             return await repo.prune_processed(s, older_than, source=source)
 
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease on a job only one instance may do at a time (Telegram's
+        polling) for `seconds` from now; False: another holder has it and it has not expired."""
+        now = self.clock.now()
+        async with self.sessions() as s, s.begin():
+            return await repo.take_lease(s, name, holder, now, now + timedelta(seconds=seconds))
+
+    async def release_lease(self, name: str, holder: str) -> bool:
+        """Give up a lease held (on stop), so another instance takes the job over at once."""
+        async with self.sessions() as s, s.begin():
+            return await repo.release_lease(s, name, holder)
+
     async def set_blocked(
         self, channel: str, channel_ref: str, blocked: bool, *, actor: str, reason: str
     ) -> bool:

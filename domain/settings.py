@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     telegram_mode: str = "webhook"
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_poll_timeout: int = 25
+    # Polling is one instance's job at a time: it holds a lease in the database for this long,
+    # renewed every third of it; another instance takes over once a holder has stopped renewing.
+    telegram_poll_lease_seconds: float = Field(default=30.0, gt=0)
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None

@@ -229,6 +229,17 @@ class PacingSlot(Base):
     next_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Lease(Base):
+    """A job only one instance may do at a time (Telegram's getUpdates polling): held by `holder`
+    until `until`, renewed while it works, free for another once it has expired or is released."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class Staff(Base):
     """A person who works in the web inbox, under whose name their replies and changes are kept.
 

@@ -33,6 +33,7 @@ CHAT_RATE, CHAT_BURST = 1.0, 2.0
 ALL_RATE, ALL_BURST = 30.0, 1.0  # at most 31 in any one-second window, evenly spread
 CONFLICT_PAUSE = 10.0  # getUpdates answered 409: a webhook is set (or another poller runs)
 MAX_UPDATE_FAILURES = 5  # a polled update that keeps failing is skipped after this many tries
+POLL_LEASE = "telegram-polling"  # the database lease the polling instance holds
 
 
 class _Redactor(logging.Filter):
@@ -109,10 +110,14 @@ class TelegramBridge(TelegramChannel):
             pacer=setup.pacer,
             redact=REDACTOR.redact,
         )
+        self.clock = setup.clock
         self.intake: Intake | None = None
+        self.core: Core | None = None
         self.poller: asyncio.Task[None] | None = None
+        self.polling = False  # this instance holds the polling lease and polls right now
 
     def mount(self, app: web.Application, core: Core) -> None:
+        self.core = core
         self.intake = Intake(core, self.config, self.bot)
         if self.settings.telegram_mode == "webhook":
             app.router.add_post(WEBHOOK_PATH, self.webhook)
@@ -158,11 +163,49 @@ class TelegramBridge(TelegramChannel):
                 REDACTOR.redact(str(exc)),
             )
         if self.settings.telegram_mode == "polling":
-            assert self.intake is not None
-            self.poller = asyncio.create_task(
-                poll(self.bot, self.intake, self.settings.telegram_poll_timeout),
-                name="telegram-polling",
+            self.poller = asyncio.create_task(self.poll_under_lease(), name="telegram-polling")
+
+    async def poll_under_lease(self) -> None:
+        """Poll only while this instance holds the polling lease (Telegram answers a second
+        getUpdates with 409, and two pollers would take the same updates): take it (or wait
+        while another instance holds it), poll, renew it every third of its term, and stop
+        polling the moment a renewal fails. An instance that dies stops renewing, so another
+        takes over once the lease expires; one that stops releases it for an immediate takeover.
+        Updates the old holder took but had not confirmed are fetched again by the new one and
+        skipped: their update ids are in the database."""
+        assert self.core is not None and self.intake is not None
+        core, holder = self.core, self.core.instance_id
+        term = self.settings.telegram_poll_lease_seconds
+        while True:
+            if not await self._lease(core, holder, term):
+                await self.clock.sleep(term / 6)
+                continue
+            log.info("telegram: this instance (%s) holds the polling lease", holder)
+            self.polling = True
+            task = asyncio.create_task(
+                poll(self.bot, self.intake, self.settings.telegram_poll_timeout)
             )
+            try:
+                while not task.done():
+                    await self.clock.sleep(term / 3)
+                    if not await self._lease(core, holder, term):
+                        log.warning("telegram: the polling lease was lost; polling stopped")
+                        break
+            finally:
+                self.polling = False
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("telegram polling stopped: %s", task.exception())
+
+    @staticmethod
+    async def _lease(core: Core, holder: str, term: float) -> bool:
+        try:
+            return await core.hold_lease(POLL_LEASE, holder, term)
+        except Exception as exc:  # noqa: BLE001 - the database away: not ours until it says so
+            log.warning("telegram: the polling lease could not be taken or renewed: %s", exc)
+            return False
 
     async def stop(self) -> None:
         # The worker has stopped by now: sends in flight finished before the HTTP client closes
@@ -171,6 +214,9 @@ class TelegramBridge(TelegramChannel):
             self.poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.poller
+            if self.core is not None:  # another instance may poll at once
+                with contextlib.suppress(Exception):
+                    await self.core.release_lease(POLL_LEASE, self.core.instance_id)
         await self.close()
         with contextlib.suppress(Exception):
             await self.bot.shutdown()

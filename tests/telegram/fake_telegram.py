@@ -70,6 +70,12 @@ class FakeTelegram:
     sent: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
     polls_open: int = 0  # getUpdates calls waiting for an update right now
+    # getUpdates calls that found another one still waiting for a caller still connected (two
+    # bot instances polling at once): Telegram ends the older one with 409.
+    poll_conflicts: int = 0
+    _waiting: dict[int, web.Request] = field(default_factory=dict)
+    _poll_generation: int = 0
+    _request: web.Request | None = None
     faults: dict[str, deque[Fault]] = field(default_factory=dict)
     answered: dict[str, dict[str, Any]] = field(default_factory=dict)  # callback query id -> args
     _queries: set[str] = field(default_factory=set)  # callback queries sent, not yet answered
@@ -206,6 +212,7 @@ class FakeTelegram:
         handler = getattr(self, f"m_{method}", None)
         if handler is None:
             return self._err(method, args, 404, "Not Found: method not found")
+        self._request = request
         return await handler(method, args)
 
     async def m_getMe(self, method: str, args: dict[str, Any]) -> web.Response:  # noqa: N802
@@ -242,16 +249,36 @@ class FakeTelegram:
             )
         offset = int(args.get("offset") or 0)
         self._updates = [u for u in self._updates if u["update_id"] >= offset]  # confirmed
+        request = self._request
+        assert request is not None
+        # A newer getUpdates ends one still waiting with 409, as Telegram does when two bot
+        # instances poll. (A wait whose caller hung up is nobody's: it just ends.)
+        self._poll_generation += 1
+        generation = self._poll_generation
+        if any(_connected(r) for r in self._waiting.values()):
+            self.poll_conflicts += 1
+            self._arrived.set()
+            await asyncio.sleep(0)
         if not self._updates:
             self._arrived.clear()
             # Long polling: wait for an update, at most `timeout` seconds.
             self.polls_open += 1
+            self._waiting[generation] = request
             try:
                 await asyncio.wait_for(self._arrived.wait(), float(args.get("timeout") or 0))
             except TimeoutError:
                 pass
             finally:
                 self.polls_open -= 1
+                self._waiting.pop(generation, None)
+        if generation != self._poll_generation and _connected(request):
+            return self._err(
+                method,
+                args,
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot "
+                "instance is running",
+            )
         limit = int(args.get("limit") or 100)
         return self._ok(method, args, self._updates[:limit])
 
@@ -357,6 +384,11 @@ class FakeTelegram:
         self._arrived.set()
         if self.server is not None:
             await self.server.close()
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
 
 
 # ---------------------------------------------------------------------- updates as Telegram sends
