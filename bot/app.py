@@ -91,9 +91,20 @@ def check_production(settings: Settings) -> list[str]:
         weak = weak_secret_problem("INBOX_TOKEN", settings.inbox_token.get_secret_value())
         if weak:
             problems.append(weak)
+    if settings.slack_app_token and not settings.slack_app_token.get_secret_value().startswith(
+        "xapp-"
+    ):
+        problems.append("SLACK_APP_TOKEN must be an app-level token (xapp-…), not a bot token")
     if not settings.demo:
-        if settings.slack_enabled and not settings.slack_signing_secret:
-            problems.append("SLACK_SIGNING_SECRET is not set: Slack requests could not be verified")
+        if settings.slack_enabled and not (
+            settings.slack_signing_secret or settings.slack_app_token
+        ):
+            # Socket Mode alone (SLACK_APP_TOKEN) needs no secret: the app-level token
+            # authenticates the socket, and /slack/events refuses every request without one.
+            problems.append(
+                "SLACK_SIGNING_SECRET is not set: Slack requests could not be verified "
+                "(or set SLACK_APP_TOKEN for Socket Mode only)"
+            )
         if (
             settings.telegram_enabled
             and settings.telegram_mode == "webhook"

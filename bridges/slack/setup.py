@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
@@ -127,7 +128,8 @@ class SlackBridge(SlackInbox):
         self.bolt: AsyncApp | None = None
         self.context: SlackContext | None = None
         self.reminders: ReminderLoop | None = None
-        self.socket: Any = None
+        self.socket: AsyncSocketModeHandler | None = None
+        self.connecting: asyncio.Task[None] | None = None
 
     def mount(self, app: web.Application, core: Core) -> None:
         settings, config = self.settings, self.config
@@ -161,8 +163,8 @@ class SlackBridge(SlackInbox):
 
     async def events(self, request: web.Request) -> web.Response:
         if not self.secret:
-            # Only demo mode gets this far (check_production refuses it otherwise): without the
-            # secret no request can be verified, so none is accepted.
+            # Demo mode or Socket Mode only (check_production refuses anything else): without
+            # the secret no request can be verified, so none is accepted.
             return web.json_response(
                 {"error": "SLACK_SIGNING_SECRET is not set: Slack requests cannot be verified"},
                 status=401,
@@ -173,7 +175,7 @@ class SlackBridge(SlackInbox):
         )
 
     async def start(self) -> None:
-        if not self.secret:
+        if not self.secret and not self.settings.slack_app_token:
             log.warning(
                 "SLACK_SIGNING_SECRET is not set (demo mode): handoffs are posted to Slack, but "
                 "no request from Slack is accepted at /slack/events"
@@ -187,18 +189,31 @@ class SlackBridge(SlackInbox):
             # Not fatal: handoffs wait in the outbox and events are retried until Slack answers.
             log.error("Slack: %s; will ask again on the first request", exc)
         if self.settings.slack_app_token:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
+            # Socket Mode: apps.connections.open (on SLACK_API_URL, with the app-level token)
+            # gives a wss:// URL; Slack sends events, button presses and commands over it as
+            # envelopes, and Bolt acknowledges each by its envelope_id once a listener acks.
+            # Connecting runs in the background: slack_sdk retries until Slack answers, and
+            # Slack being away must not hold up the widget and the web inbox.
             self.socket = AsyncSocketModeHandler(
-                self.bolt, self.settings.slack_app_token.get_secret_value()
+                self.bolt,
+                self.settings.slack_app_token.get_secret_value(),
+                web_client=self.bolt.client,
             )
-            await self.socket.connect_async()
-            log.info("Slack: connected in Socket Mode")
+            self.connecting = asyncio.create_task(self._connect(), name="slack-socket-mode")
+
+    async def _connect(self) -> None:
+        assert self.socket is not None
+        await self.socket.connect_async()
+        log.info("Slack: connected in Socket Mode")
 
     async def stop(self) -> None:
         if self.socket is not None:
             with contextlib.suppress(Exception):
                 await self.socket.close_async()
+        if self.connecting is not None:
+            self.connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.connecting
         if self.reminders is not None:
             await self.reminders.stop()
         if self.context is not None:

@@ -7,6 +7,11 @@ usergroups.users.list (members of `groups`; `missing_scope` when `usergroups_sco
 views.open (recorded in `views`) (anything else answers `unknown_method`, so an unexpected call shows up in `calls`). It also
 serves response URLs (what Bolt's `respond()` posts to) and records them.
 
+Socket Mode: `apps.connections.open` (with the app-level token) answers the ws:// URL of the
+fake's own WebSocket endpoint, which says `hello`, sends envelopes (`events_api`, `interactive`,
+`slash_commands`, each with an `envelope_id`) and records the client's acknowledgements
+(`{"envelope_id": ..., "payload": ...}`); an envelope left unacknowledged is what Slack retries.
+
 It records every call, and can fail on demand: `fail_status` answers every call with that HTTP
 status (an outage), `stall` holds every call that long and then answers 503 without doing it
 (a timeout for a client with a shorter one), `errors[(method, channel)]` answers one Slack
@@ -25,10 +30,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-A1-test-app-token"
 SIGNING_SECRET = "test-signing-secret"
 BOT_USER = "UBOT"
 BOT_ID = "BBOT"
@@ -66,6 +72,13 @@ class FakeSlack:
     _ts: itertools.count = field(default_factory=lambda: itertools.count(1))
     _urls: itertools.count = field(default_factory=lambda: itertools.count(1))
     server: TestServer | None = None
+    # Socket Mode: tickets handed out by apps.connections.open, the sockets connected with one,
+    # and the acknowledgements received (envelope id -> the client's whole answer).
+    _tickets: set[str] = field(default_factory=set)
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _acked: dict[str, asyncio.Event] = field(default_factory=dict)
+    _envelopes: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # ------------------------------------------------------------------ queries
 
@@ -130,6 +143,8 @@ class FakeSlack:
                 {"ok": False, "error": "internal_error"}, status=self.fail_status
             )
         token = auth.removeprefix("Bearer ") if auth else args.get("token")
+        if method == "apps.connections.open":
+            return self._connections_open(args, now, token)
         if token != TOKEN:
             return self._error(method, args, now, "not_authed" if not token else "invalid_auth")
         channel = str(args.get("channel", ""))
@@ -262,6 +277,84 @@ class FakeSlack:
             }
         )
 
+    # ------------------------------------------------------------------ Socket Mode
+
+    def _connections_open(self, args: dict[str, Any], now: float, token: str | None) -> web.Response:
+        if not token:
+            return self._error("apps.connections.open", args, now, "not_authed")
+        if token == TOKEN:  # a bot token where an app-level one belongs
+            return self._error("apps.connections.open", args, now, "not_allowed_token_type")
+        if token != APP_TOKEN:
+            return self._error("apps.connections.open", args, now, "invalid_auth")
+        assert self.server is not None
+        ticket = f"t{next(self._urls)}"
+        self._tickets.add(ticket)
+        self.calls.append(Call("apps.connections.open", args, now, 200))
+        url = self.server.make_url(f"/link/?ticket={ticket}&app_id=A1")
+        return web.json_response({"ok": True, "url": str(url).replace("http://", "ws://", 1)})
+
+    async def link(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket a Socket Mode client connects to with the URL it was given."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid ticket")
+        self._tickets.discard(ticket)  # each URL is good for one connection
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.sockets) + 1,
+                "debug_info": {"host": "applink-fake", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A1"},
+            }
+        )
+        self.sockets.append(ws)
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                answer = json.loads(msg.data)
+                envelope_id = str(answer.get("envelope_id", ""))
+                if envelope_id:
+                    self.acks[envelope_id] = answer
+                    self._acked.setdefault(envelope_id, asyncio.Event()).set()
+        finally:
+            self.sockets.remove(ws)
+        return ws
+
+    async def envelope(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        accepts_response_payload: bool = False,
+        retry_attempt: int | None = None,
+        envelope_id: str | None = None,
+    ) -> str:
+        """Send one envelope to the connected app (as Slack does, to one of its sockets)."""
+        if not self.sockets:
+            raise AssertionError("no Socket Mode connection")
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id or f"env-{next(self._envelopes):04d}",
+            "payload": payload,
+            "type": kind,
+            "accepts_response_payload": accepts_response_payload,
+        }
+        if kind == "events_api":
+            envelope["retry_attempt"] = retry_attempt or 0
+            envelope["retry_reason"] = "timeout" if retry_attempt else ""
+        self._acked.setdefault(envelope["envelope_id"], asyncio.Event())
+        await self.sockets[-1].send_json(envelope)
+        return str(envelope["envelope_id"])
+
+    async def acked(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any]:
+        """The app's acknowledgement of an envelope; fails if it did not come in `timeout`
+        seconds (Slack's 3)."""
+        event = self._acked.setdefault(envelope_id, asyncio.Event())
+        await asyncio.wait_for(event.wait(), timeout)
+        return self.acks[envelope_id]
+
     async def respond(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
         return web.Response(text="ok")
@@ -271,11 +364,14 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self.handle)
         app.router.add_get("/api/{method}", self.handle)
         app.router.add_post("/respond/{n}", self.respond)
+        app.router.add_get("/link/", self.link)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
         return self
 
     async def close(self) -> None:
+        for ws in list(self.sockets):
+            await ws.close()
         if self.server is not None:
             await self.server.close()
 
