@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
+from storage.models import Lease
 from tests.conftest import eventually, fresh_pg_database, services
 from tests.telegram.conftest import history, settle, texts
 from tests.telegram.fake_telegram import FakeTelegram, text_update
@@ -77,6 +79,9 @@ async def test_one_instance_polls_and_another_takes_over_when_it_stops_or_dies(
     # Stopped: the lease is released and the other instance polls at once, not a term later.
     await first.close()
     stopped = time.monotonic()
+    async with core.sessions() as s:  # released, not left to expire
+        holders = list(await s.scalars(select(Lease.holder)))
+    assert holders in ([], [core.instance_id])
     await until(lambda: polling(second))
     assert time.monotonic() - stopped < LEASE
     tg.push(text_update(2, CHAT, QUESTIONS[1]))
