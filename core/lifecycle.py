@@ -988,7 +988,7 @@ class Core:
     async def rate(self, conversation_id: int, score: int, channel: str) -> bool:
         """A shopper's one-tap rating, taken only once the conversation has been resolved, and
         once per conversation (False for a second one): CSAT counts conversations, not taps."""
-        from storage.models import StateEvent
+        from storage.models import Rating, StateEvent
 
         if score not in (1, -1):
             raise CoreError("A rating is 1 (thumbs up) or -1 (thumbs down).")

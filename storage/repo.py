@@ -69,6 +69,29 @@ async def insert_message_once(session: AsyncSession, values: dict[str, Any]) -> 
     return await session.scalar(stmt.returning(Message.id))
 
 
+async def take_lease(
+    session: AsyncSession, name: str, holder: str, now: datetime, until: datetime
+) -> bool:
+    """Take or renew the lease `name` for `holder` until `until`: it is free, already ours, or
+    expired by `now`. One INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two instances asking at
+    once cannot both get it (SQLite and PostgreSQL alike)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(Lease).values(name=name, holder=holder, until=until)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[Lease.name],
+        set_={"holder": stmt.excluded.holder, "until": stmt.excluded.until},
+        where=(Lease.holder == holder) | (Lease.until < now),
+    )
+    got = await session.scalar(stmt.returning(Lease.holder))
+    return got == holder
+
+
+async def release_lease(session: AsyncSession, name: str, holder: str) -> bool:
+    """Give the lease up (only its holder can): another instance may take it at once."""
+    res = await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
+    return affected(res) == 1
+
+
 async def tags_of(session: AsyncSession, conversation_id: int) -> tuple[str, ...]:
     rows = await session.scalars(
         select(ConversationTag.tag)
@@ -870,25 +893,3 @@ async def page_after(
     conn = await session.connection()
     rows = await conn.execute(_PAGE, {"cid": conversation_id, "after": after, "n": n})
     return [row_view(r) for r in rows]
-
-async def take_lease(
-    session: AsyncSession, name: str, holder: str, now: datetime, until: datetime
-) -> bool:
-    """Take or renew the lease `name` for `holder` until `until`: it is free, already ours, or
-    expired by `now`. One INSERT ... ON CONFLICT DO UPDATE ... WHERE, so two instances asking at
-    once cannot both get it (SQLite and PostgreSQL alike)."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(Lease).values(name=name, holder=holder, until=until)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Lease.name],
-        set_={"holder": stmt.excluded.holder, "until": stmt.excluded.until},
-        where=(Lease.holder == holder) | (Lease.until < now),
-    )
-    got = await session.scalar(stmt.returning(Lease.holder))
-    return got == holder
-
-
-async def release_lease(session: AsyncSession, name: str, holder: str) -> bool:
-    """Give the lease up (only its holder can): another instance may take it at once."""
-    res = await session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
-    return affected(res) == 1
