@@ -49,6 +49,7 @@ async def test_resolving_asks_for_one_rating_with_buttons_and_a_tap_is_counted_o
         ("👎 Not helpful", f"csat:{cid}:-1"),
     ]
     # The prompt was a row of the outbox, delivered like any reply.
+    await settle(client)
     async with services(client).core.sessions() as s:
         rows = await s.scalars(select(OutboxRow).where(OutboxRow.conversation_id == cid))
         asks = [r for r in rows if r.payload.get("message", {}).get("ask_rating")]
