@@ -10,6 +10,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.conftest import INBOX_TOKEN, WIDGET_SECRET, inbox_login, signed
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("TEST_DATABASE_URL")
+START_TIMEOUT = 90.0  # seconds for an instance to answer /healthz
 pytestmark = pytest.mark.skipif(not PG, reason="needs TEST_DATABASE_URL (PostgreSQL)")
 
 
@@ -69,7 +71,10 @@ class Instance:
         )
 
     async def ready(self, session: aiohttp.ClientSession) -> None:
-        for _ in range(200):
+        # A start-up trains the intent classifier: about 5 s alone, 20 s and more on a machine
+        # that runs other suites, so the wait is by the clock, not a count of tries.
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
             try:
                 async with session.get(self.base + "/healthz") as r:
                     if r.status == 200:
