@@ -26,13 +26,15 @@ from agent.entities import EMAIL, OrderNumbers, extract_emails
 from agent.facts import build_facts, summary_text
 from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
+from agent.language import detect_language
 from agent.prepare import prepare_actions
 from agent.replies import Verdict, read_reply, reply_classifier
-from agent.rules import Decision, expectation_message
+from agent.rules import Decision, handoff_expectation
 from agent.text import content_words
 from domain.ports import ConversationView, Handoff, MessageView, Turn
 from domain.storeconfig import StoreConfig
 from domain.templating import render
+from domain.waiting import render_wait
 
 # Intents that describe this message only; every other intent found stays for the conversation.
 TURN_INTENTS = frozenset({"none", "order_status"})
@@ -136,6 +138,8 @@ class OfflineAgent:
         shopper = [m for m in history if m.role == "shopper"]
         text = shopper[-1].text if shopper else ""
         mem["turn"] += 1
+        # The language of the service's own wording for this shopper (the wait at a handoff).
+        mem["language"] = detect_language(m.text for m in shopper[-3:])
         if intents is None:
             det = detect(text, self.classifier)
         else:
@@ -594,7 +598,15 @@ class OfflineAgent:
         tags = list(dict.fromkeys([*decision.tags, *(extra_tags or [])]))
         reason = "; ".join(r for r in (decision.reason, extra_reason) if r) or "handoff"
         # What the shopper reads uses only what they proved, whatever the store's template asks.
-        message, sla = expectation_message(self.config, decision, trust.proved_view(facts))
+        expectation = handoff_expectation(
+            self.config,
+            decision,
+            trust.proved_view(facts),
+            language=str(mem.get("language") or "en"),
+        )
+        expectation.lead = lead
+        sla = expectation.sla_minutes
+        message = render_wait(expectation, None)
         sale = next((o.get("sale") for o in facts["orders"] if o.get("sale")), None)
         context = {
             "customer": facts["customer"],
@@ -614,8 +626,9 @@ class OfflineAgent:
             context=context,
             priority=decision.priority,
             sale=sale,
+            expectation=expectation,
         )
-        turn.reply = f"{lead} {message}".strip() if lead and lead not in message else message
+        turn.reply = message  # with the queue when the handoff commits (core/waiting.py)
 
     # -------------------------------------------------------------- answering
 

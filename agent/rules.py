@@ -13,6 +13,7 @@ from typing import Any
 
 from domain.storeconfig import Rule, StoreConfig
 from domain.templating import evaluate, render
+from domain.waiting import Expectation, opens_text, render_wait
 
 
 @dataclass
@@ -92,28 +93,44 @@ def clock() -> datetime:
     return datetime.now(UTC)
 
 
-def expectation_message(
-    config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None
-) -> tuple[str, int]:
-    """The message the shopper gets on handoff, with the SLA from the rules and business hours."""
+def handoff_expectation(
+    config: StoreConfig,
+    decision: Decision,
+    facts: dict[str, Any],
+    now: datetime | None = None,
+    language: str = "en",
+) -> Expectation:
+    """What the shopper is told at a handoff, before the queue is known: the template (the rule's
+    own, the store's `expectation`, or `out_of_hours` with when people are back), in the
+    shopper's language, the SLA from the rules and what the templates see. The core renders it
+    with the live queue when the handoff commits (domain/waiting.py)."""
     now = now or clock()
     slas = [m.rule.sla_minutes for m in decision.matches if m.rule.sla_minutes]
     sla = min(slas) if slas else config.store.sla_minutes
     hours = config.store.hours
+    msgs = config.messages
     custom = next((m.rule.expectation for m in decision.matches if m.rule.expectation), None)
     ctx = {**facts, "sla_minutes": sla, "tags": decision.tags, "store": config.store.model_dump()}
-    if not hours.is_open(now):
-        opens_at = hours.next_open(now)
-        local_now = now.astimezone(opens_at.tzinfo)
-        day = (
-            "today"
-            if opens_at.date() == local_now.date()
-            else (
-                "tomorrow"
-                if (opens_at.date() - local_now.date()).days == 1
-                else f"on {opens_at:%A}"
-            )
-        )
-        ctx["opens"] = f"{day} from {opens_at:%H:%M} ({hours.timezone})"
-        return render(config.messages.out_of_hours, **ctx), sla
-    return render(custom or config.messages.expectation, **ctx), sla
+    in_hours = hours.is_open(now)
+    if in_hours:
+        template = custom or msgs.wait_text("expectation", language)
+    else:
+        ctx["opens"] = opens_text(hours.next_open(now), now, hours.timezone, language)
+        template = msgs.wait_text("out_of_hours", language)
+    return Expectation(
+        template=template,
+        queue=msgs.wait_text("queue", language),
+        context=ctx,
+        sla_minutes=sla,
+        in_hours=in_hours,
+        language=language,
+    )
+
+
+def expectation_message(
+    config: StoreConfig, decision: Decision, facts: dict[str, Any], now: datetime | None = None
+) -> tuple[str, int]:
+    """The message the shopper gets on handoff when the queue is not known (the SLA from the
+    rules and business hours), and that SLA."""
+    exp = handoff_expectation(config, decision, facts, now)
+    return render_wait(exp, None), exp.sla_minutes

@@ -35,10 +35,12 @@ from core.lifecycle import Core, CoreMessages
 from core.live import LiveHub
 from core.metrics import Metrics
 from core.pacing import Pacer
+from core.periodic import Periodic
 from core.queue import QueueReader
 from core.shared_pacing import SharedPacer
 from core.spikes import SpikeConfig, SpikeMonitor
 from core.staff import StaffAccounts, weak_secret_problem
+from core.waiting import Waiting
 from domain.outbox import Kind, Lane
 from domain.ports import Agent
 from domain.settings import Settings
@@ -195,6 +197,9 @@ def build_app(
     )
     # Prepared writes (cancel, refund): stored with the handoff, run once when approved.
     core.approvals = Approvals(core, config, actions)
+    # The wait told at a handoff (the live queue), and one follow-up when it slips.
+    core.waiting = Waiting(core, config)
+    wait_checks = Periodic(core.waiting.check, settings.wait_check_seconds, "wait follow-up check")
     worker.handle(Lane.ACTION, Kind.RUN_ACTION, core.approvals.deliver)
     monitor = _spike_monitor(settings, config, core) if config.alerts.enabled else None
     services = Services(
@@ -240,12 +245,14 @@ def build_app(
             sweeper = asyncio.create_task(core.sweep_forever(settings.sweep_seconds))
             if monitor is not None:
                 monitor.start()
+            wait_checks.start()
             log.info(
                 "started",
                 extra={"resumed": resumed, "bridges": sorted(services.bridges)},
             )
             yield
         finally:
+            await wait_checks.stop()
             if monitor is not None:
                 await monitor.stop()
             # Sends in flight finish before any bridge closes its client (a send cut off after

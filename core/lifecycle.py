@@ -38,6 +38,7 @@ from storage.models import Conversation, Message, OutboxRow, utcnow
 
 if TYPE_CHECKING:  # built on the core by the app factory (core/approvals.py)
     from core.approvals import Approvals
+    from core.waiting import Waiting
 
 log = logging.getLogger("handoff.core")
 # The agent sees this many of the latest messages (its memory keeps the facts from earlier ones),
@@ -107,6 +108,7 @@ class Core:
     clock: Clock = SYSTEM_CLOCK  # the outbox rows' timestamps, on the delivery worker's clock
     approvals: Approvals | None = None  # prepared writes: stored with the handoff, approved, run
     corrections: Corrections = field(default_factory=Corrections)  # retags and `wrong` teach
+    waiting: Waiting | None = None  # the queue and the wait told at a handoff, its follow-up
 
     def __post_init__(self) -> None:
         self._running: set[int] = set()
@@ -587,12 +589,17 @@ class Core:
         if turn.memory is not None:
             conv.memory = repo.json_safe(turn.memory)
         repo.touch(conv)  # with the memory, in the one UPDATE the message's flush makes
-        if turn.reply:
+        reply: str | None = turn.reply
+        wait: dict[str, Any] = {}
+        if self.waiting is not None and reply:
+            # Where the shopper stands and about how long, from the queue as it is now.
+            reply, wait = await self.waiting.at_handoff(s, conv, turn.handoff, reply)
+        if reply:
             await self._add_message(
                 s,
                 conv,
                 "agent",
-                turn.reply,
+                reply,
                 meta={
                     "sources": turn.sources,
                     "actions": repo.json_safe(turn.actions_run),
@@ -604,6 +611,8 @@ class Core:
                 latency_ms=turn.latency_ms,
             )
         await self._handoff(s, conv, turn.handoff, upto=None)
+        if wait:
+            conv.context = {**conv.context, "wait": wait}
         return True
 
     async def _handoff(
@@ -618,8 +627,10 @@ class Core:
         conv.context = repo.json_safe(h.context)
         if h.sale:
             conv.sale = h.sale
-        conv.handed_off_at = utcnow()
-        await repo.add_state_event(s, conv, "state", old, "queued", "agent", h.reason)
+        conv.handed_off_at = self.clock.now()
+        await repo.add_state_event(
+            s, conv, "state", old, "queued", "agent", h.reason, at=conv.handed_off_at
+        )
         await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
         if self.approvals is not None:
             await self.approvals.store(s, conv)
@@ -822,7 +833,7 @@ class Core:
     async def _set_state(self, s: AsyncSession, conv: Conversation, new: str, actor: str) -> None:
         if conv.state == new:
             return
-        await repo.add_state_event(s, conv, "state", conv.state, new, actor)
+        await repo.add_state_event(s, conv, "state", conv.state, new, actor, at=self.clock.now())
         conv.state = new
         self._enqueue(s, conv, outbox.shopper_state(new))
 
@@ -837,7 +848,7 @@ class Core:
                 await self._add_message(s, conv, "system", self.messages.claimed.format(name=name))
         if conv.handed_off_at is None:
             # Taken over straight from the AI: the inbox needs its thread first.
-            conv.handed_off_at = utcnow()
+            conv.handed_off_at = self.clock.now()
             await s.flush()
             last = await s.scalar(
                 select(Message.id)

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from domain.outbox import DeliveryResult, Kind
+from domain.waiting import Expectation
 
 STATES = ("bot", "queued", "claimed", "resolved")
 ROLES = ("shopper", "agent", "human", "system", "note")
@@ -88,6 +89,8 @@ class Handoff:
     context: dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     sale: str | None = None
+    # The message to the shopper, rendered with the live queue when the handoff commits.
+    expectation: Expectation | None = None
 
 
 @dataclass

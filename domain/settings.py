@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     delivery_give_up_seconds: float = Field(default=86_400.0, gt=0)
     processing_lease_seconds: float = 120.0
     sweep_seconds: float = 5.0
+    # How often handoffs whose wait slipped are looked for (their one follow-up: core/waiting.py).
+    wait_check_seconds: float = Field(default=15.0, gt=0)
 
     # The web inbox's staff sessions: how long one lasts unused (it renews while in use), how
     # long a one-time login link stays good, and failed sign-ins allowed per client address.

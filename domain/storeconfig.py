@@ -8,6 +8,7 @@ templates are Jinja2 sandboxed expressions, compiled here so a typo fails at sta
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from jinja2 import TemplateSyntaxError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain.templating import ENV
+from domain.waiting import BUILTIN, LANGUAGES, WAIT_MESSAGES
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "flash-sale" / "handoff.yaml"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -357,9 +359,8 @@ class Messages(Strict):
     welcome: str = (
         "Hi! I'm the store's assistant. Ask me anything, or ask for a person at any time."
     )
-    expectation: str = (
-        "I've passed this to our team. A person will reply here within {{ sla_minutes }} minutes."
-    )
+    # `{{ queue }}` is the `queue` line below: the shopper's place in line and the wait.
+    expectation: str = "I've passed this to our team. {{ queue }}"
     out_of_hours: str = (
         "I've passed this to our team. We're offline now; a person will reply here {{ opens }}."
     )
@@ -406,15 +407,47 @@ class Messages(Strict):
     order_status: str = (
         "Order {{ order.number }}: {{ order.status }}, payment {{ order.payment_status }}."
     )
+    # The wait (domain/waiting.py): `position` (1 = next), `ahead`, `wait_minutes` (the recent
+    # time to claim), `measured` (false: too few recent claims, so `sla_minutes` is what we have).
+    queue: str = (
+        "{% if ahead == 0 %}You're next in line; {% elif position %}You're {{ position_ordinal }} "
+        "in line; {% endif %}{% if measured %}our team is answering in about {{ wait_minutes }} "
+        "minutes.{% else %}a person will reply here within {{ sla_minutes }} minutes.{% endif %}"
+    )
+    # Once, when the wait slips well past the estimate; never after a person claimed the chat.
+    queue_followup: str = (
+        "Still on it{% if ahead %}: {{ ahead }} ahead of you{% else %}: you're next{% endif %}."
+    )
+    # The wait's messages for shoppers writing de, es, fr or nl (else built-in wording):
+    # translations: {de: {expectation: "...", queue: "..."}}
+    translations: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _templates(self) -> Messages:
         for name, value in self.__dict__.items():
+            if name == "translations":
+                continue
             try:
                 _check_template(value)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from exc
+        for lang, texts in self.translations.items():
+            if lang not in LANGUAGES[1:]:
+                raise ValueError(f"translations: unknown language {lang!r}; use {LANGUAGES[1:]}")
+            for name, value in texts.items():
+                if name not in WAIT_MESSAGES:
+                    raise ValueError(f"translations.{lang}: {name!r} is not one of {WAIT_MESSAGES}")
+                try:
+                    _check_template(value)
+                except ValueError as exc:
+                    raise ValueError(f"translations.{lang}.{name}: {exc}") from exc
         return self
+
+    def wait_text(self, name: str, language: str) -> str:
+        """A wait message in the shopper's language: the store's, else the built-in wording."""
+        if language not in BUILTIN:
+            return str(getattr(self, name))
+        return self.translations.get(language, {}).get(name) or BUILTIN[language][name]
 
 
 class Store(Strict):
@@ -545,6 +578,12 @@ class StoreConfig(Strict):
 
     def routing(self) -> dict[str, str]:
         return {name: tag.channel for name, tag in self.tags.items() if tag.channel}
+
+    def route_of(self, tags: Iterable[str]) -> str:
+        """Which queue a handoff with these tags waits in: the channel of its first tag (in the
+        config's order) that has one, as the Slack inbox routes it; "" for the inbox's own."""
+        have = set(tags)
+        return next((t.channel for n, t in self.tags.items() if t.channel and n in have), None) or ""
 
     def staff_name(self, author: str) -> str:
         """How a person of the team appears to shoppers: first name, full name or the team."""

@@ -278,9 +278,18 @@ async def add_state_event(
     new: str | None,
     actor: str,
     reason: str | None = None,
+    at: datetime | None = None,
 ) -> None:
     session.add(
-        StateEvent(conversation_id=conv.id, kind=kind, old=old, new=new, actor=actor, reason=reason)
+        StateEvent(
+            conversation_id=conv.id,
+            kind=kind,
+            old=old,
+            new=new,
+            actor=actor,
+            reason=reason,
+            at=at or utcnow(),
+        )
     )
 
 
