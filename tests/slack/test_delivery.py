@@ -217,3 +217,32 @@ def test_ticket_edits_do_not_spend_the_channels_post_pace(store_config: Any) -> 
     assert pacer.wait_time(post) == 0
     pacer.take(post)
     assert pacer.wait_time(post) > 0 and pacer.wait_time(edit) == 0
+
+
+async def test_a_post_held_on_its_way_does_not_make_the_next_one_arrive_too_soon(
+    store_config: Any,
+) -> None:
+    """Slack counts posts as they arrive. A post held up on its way (a busy loop, a slow socket)
+    must not let the next one, sent on time, arrive less than the pace after it (a 429); and
+    when nothing is held up, the pace is exactly the configured one."""
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from bridges.slack.inbox import SlackInbox
+
+    clock = FakeClock()
+    inbox = SlackInbox(AsyncWebClient(token="xoxb-test"), store_config, INBOX, post_rate=1.0, clock=clock)
+    arrivals: list[float] = []
+    on_the_way = iter([0.05, 0.05, 0.05, 0.40, 0.05, 0.05])  # the 4th is held 350 ms longer
+
+    async def api(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        await clock.sleep(next(on_the_way))
+        arrivals.append(clock.monotonic())
+        await clock.sleep(0.05)  # the answer's way back
+        return {"ok": True, "ts": f"{len(arrivals)}.0"}
+
+    inbox._api = api  # type: ignore[method-assign]
+    for _ in range(6):
+        await inbox._call("chat.postMessage", channel=INBOX, text="x")
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) >= 1.0 - 1e-9, gaps
+    assert gaps[0] == pytest.approx(1.0) and gaps[1] == pytest.approx(1.0)
