@@ -27,14 +27,18 @@ async def test_a_creation_flood_gets_429s_and_the_service_stays_responsive(make_
     async def create(i: int) -> aiohttp.ClientResponse:
         return await client.post("/api/conversations", json={"name": f"bot {i}"})
 
+    began = time.monotonic()
     answers = await asyncio.gather(*(create(i) for i in range(300)))
+    took = time.monotonic() - began
     statuses = [r.status for r in answers]
-    assert statuses.count(200) == 30 and statuses.count(429) == 270
+    created = statuses.count(200)
+    # The burst of 30, plus the one a conversation every 2 s brings back while the flood lasts.
+    assert 30 <= created <= 30 + int(took / 2) and statuses.count(429) == 300 - created, took
     refused = next(r for r in answers if r.status == 429)
     retry_after = int(refused.headers["Retry-After"])
     assert 1 <= retry_after <= 2  # one new conversation every 2 s
     assert (await refused.json())["retry_after"] == retry_after
-    assert await _count(client, Conversation) == 30
+    assert await _count(client, Conversation) == created
     start = time.perf_counter()
     health = await client.get("/healthz")
     assert health.status == 200 and time.perf_counter() - start < 0.2
