@@ -34,6 +34,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bridges.slack.blocks import escape
+from bridges.slack.presses import channel_of, refused_outside
 from core.approvals import DECIDED_LABEL, UNDECIDED, Approver, NotAnApprover, PreparedView
 from core.lifecycle import CommandResult, CoreError, UnknownConversation
 
@@ -256,15 +257,12 @@ def register_approvals(app: AsyncApp, ctx: SlackContext) -> None:
         stamp = action.get("action_ts")
         if not await first_time(ctx, f"{uid}:{action.get('action_id')}:{stamp}" if stamp else None):
             return
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id"
-        )
+        channel = channel_of(body)
 
         async def tell(text: str) -> None:
             await respond(text=escape(text), response_type="ephemeral", replace_original=False)
 
-        if not ctx.allowed(channel):
-            await tell("These buttons work only in the support inbox channels.")
+        if await refused_outside(ctx.allowed, body, respond):
             return
         try:
             cid, pid = (int(x) for x in json.loads(action.get("value") or ""))

@@ -27,6 +27,7 @@ from bridges.slack import approvals
 from bridges.slack.blocks import escape
 from bridges.slack.inbox import SlackInbox
 from bridges.slack.markup import to_plain
+from bridges.slack.presses import presser, refused_outside
 from core.lifecycle import CommandResult, Core, CoreError, UnknownConversation
 from domain.storeconfig import StoreConfig
 
@@ -226,18 +227,9 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     ) -> None:
         await ack()
         ctx.track()
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id"
-        )
-        if not ctx.allowed(channel):
-            await respond(
-                text="These buttons work only in the support inbox channels.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
+        if await refused_outside(ctx.allowed, body, respond):
             return
-        user = body.get("user") or {}
-        actor = await ctx.names(user.get("id"), user.get("name") or user.get("username"))
+        actor = await presser(ctx.names, body)
         command = action["action_id"].removeprefix("handoff_")
         try:
             cid = int(action.get("value") or "")
@@ -251,13 +243,14 @@ def register(app: AsyncApp, ctx: SlackContext) -> None:
     async def on_tag(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
         ctx.track()
+        if await refused_outside(ctx.allowed, body, respond):
+            return
         try:
             cid, tag = json.loads((action.get("selected_option") or {}).get("value") or "")
             cid = int(cid)
         except (ValueError, TypeError):
             return
-        user = body.get("user") or {}
-        actor = await ctx.names(user.get("id"), user.get("name") or user.get("username"))
+        actor = await presser(ctx.names, body)
         try:
             conv = await core.get(cid)
         except UnknownConversation:
@@ -299,23 +292,13 @@ def register_corrections(app: AsyncApp, ctx: SlackContext) -> None:
     async def on_wrong(ack: Any, body: dict[str, Any], action: dict[str, Any], respond: Any) -> None:
         await ack()
         ctx.track()
-        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-            "channel_id"
-        )
-        if not ctx.allowed(channel):
-            await respond(
-                text="These buttons work only in the support inbox channels.",
-                response_type="ephemeral",
-                replace_original=False,
-            )
+        if await refused_outside(ctx.allowed, body, respond):
             return
         try:
             cid = int(action.get("value") or "")
         except ValueError:
             return
-        user = body.get("user") or {}
-        actor = await ctx.names(user.get("id"), user.get("name") or user.get("username"))
-        result = await act(ctx, "wrong", cid, actor)
+        result = await act(ctx, "wrong", cid, await presser(ctx.names, body))
         await respond(text=escape(result.text), response_type="ephemeral", replace_original=False)
 
 

@@ -64,6 +64,21 @@ async def test_a_button_that_cannot_act_says_why_to_the_person_only(h: Harness) 
     assert (await h.svc.core.get(cid)).state == "queued"
 
 
+async def test_a_ticket_shared_outside_the_inbox_cannot_retag_or_correct(h: Harness) -> None:
+    """A ticket forwarded to another channel keeps its controls; they must not act there."""
+    cid, _ = await h.shopper("Can I talk to a person please?")
+    channel, ts = await h.thread(cid)
+    await h.pick_tag(cid, "vip", "C_RANDOM", ts)
+    assert "only in the support inbox" in h.slack.responses[-1]["text"]
+    await h.press("handoff_wrong", str(cid), "C_RANDOM", ts)
+    assert "only in the support inbox" in h.slack.responses[-1]["text"]
+    assert h.slack.responses[-1]["response_type"] == "ephemeral"
+    conv = await h.svc.core.get(cid)
+    assert conv.tags == ("human-requested",)
+    await h.pick_tag(cid, "vip", channel, ts)  # the same pick inside the inbox does act
+    assert (await h.svc.core.get(cid)).tags == ("human-requested", "vip")
+
+
 async def test_slash_command_claim_release_tag_resolve_bot(h: Harness) -> None:
     cid, token = await h.shopper("Can I talk to a person please?")
     _, ts = await h.thread(cid)
