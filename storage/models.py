@@ -142,7 +142,12 @@ class TagEvent(Base):
 
 class StateEvent(Base):
     __tablename__ = "state_events"
-    __table_args__ = (Index("ix_state_events_conv", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_state_events_conv", "conversation_id", "id"),
+        # The honest wait reads the last hour's claims at every handoff (core/waiting.py):
+        # without it, a table that grows by every state change is scanned in full.
+        Index("ix_state_events_new_at", "new", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
