@@ -233,6 +233,10 @@ async def command(ctx: SlackContext, verb: str, rest: list[str], cmd: dict[str, 
         return f"`{rest[0]}` is not a conversation number. Type `{usage}`."
     cid, seq = int(m.group(1)), int(m.group(2)) if m.group(2) else None
     note = " ".join(rest[1:])
+    if verb == "deny" and not note.strip() and cmd.get("trigger_id"):
+        opened = await ask_for_note(ctx, cid, seq, cmd)
+        if opened is not None:
+            return opened
     result = await decide(
         ctx, verb, cid, str(cmd.get("user_id") or ""), cmd.get("user_name"), seq=seq, note=note
     )
@@ -240,6 +244,34 @@ async def command(ctx: SlackContext, verb: str, rest: list[str], cmd: dict[str, 
     if verb == "deny" and not note.strip() and text.startswith("Say why"):
         text += f" Type `{usage}`."
     return text
+
+
+async def ask_for_note(
+    ctx: SlackContext, cid: int, seq: int | None, cmd: dict[str, Any]
+) -> str | None:
+    """`/handoff deny #42` without a reason opens the same note window as the Deny button (the
+    command's trigger lasts 3 s like a press's). None when no window could open: the caller then
+    answers as before, saying what to type."""
+    uid, hint = str(cmd.get("user_id") or ""), cmd.get("user_name")
+    approvals = ctx.core.approvals
+    if approvals is None:
+        return None
+    try:
+        found = await approvals.find(cid, seq=seq)
+    except CoreError:
+        return None  # decide() says why in the caller's answer
+    view, problem = await precheck(ctx, cid, found.id, uid, hint)
+    if view is None:
+        return escape(problem)
+    try:
+        await ctx.inbox.client.views_open(
+            trigger_id=str(cmd["trigger_id"]),
+            view=deny_view(ctx, cid, view, cmd.get("channel_id")),
+        )
+    except Exception as exc:  # an expired trigger (the command took over 3 s), Slack unreachable
+        log.warning("views.open for /handoff deny #%s failed: %s", cid, exc)
+        return None
+    return f"Write why #{cid}:{view.seq} is denied in the window; nothing is denied until you send it."
 
 
 def register_approvals(app: AsyncApp, ctx: SlackContext) -> None:

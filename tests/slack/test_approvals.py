@@ -207,9 +207,6 @@ async def test_deny_by_command_takes_the_reason(h: Harness, shop: tuple[ShopData
     )
     text, _ = approval(h, ts, cid, pid)
     assert f"*Refund 25.00 EUR price difference on {DROPPED}*" in text and "amount 30 capped at 25" in text
-    assert await h.command(f"deny #{cid}") == (
-        "Say why it is denied: the note is kept on the ticket. Type `/handoff deny #42 reason`."
-    )
     answer = await h.command(f"deny #{cid} bought before the sale window", user="U2")
     assert answer == f"Denied #{cid}:1: Refund 25.00 EUR price difference on {DROPPED}."
     assert "Denied by *Sam Chen*: bought before the sale window" in approval(h, ts, cid, pid)[0]
@@ -322,3 +319,33 @@ def test_the_ticket_says_a_write_is_being_retried_and_escapes_what_it_shows() ->
     assert "Approved by *Maria Lopez*: running (attempt 2 of 5 failed: HTTP 503: unavailable; retrying)" in running
     assert ":warning: *Not prepared*" in unprepared and "order FP-1" in unprepared
     assert "amount: -3 is below 0.01 (do it by hand in the store's admin)" in unprepared
+
+
+async def test_deny_by_command_without_a_reason_opens_the_note_window(
+    h: Harness, shop: tuple[ShopData, str]
+) -> None:
+    cid, _, _, ts, pid = await ticket(h)
+    answer = await h.command(f"deny #{cid}")
+    assert answer == f"Write why #{cid}:1 is denied in the window; nothing is denied until you send it."
+    [call] = h.slack.ok_calls("views.open")
+    assert call.args["trigger_id"] == "t1"  # the command's own trigger
+    [opened] = h.slack.views
+    assert opened["callback_id"] == "handoff_deny" and SUMMARY in json.dumps(opened["blocks"])
+    assert "waiting" in approval(h, ts, cid, pid)[0].lower()  # nothing decided by opening it
+    body = view_submission_body(opened, {"note": {"note": "Outside the price-match window"}})
+    assert (await h.post(body, FORM)).status == 200
+    await h.settle()
+    assert "Denied by *Maria Lopez*: Outside the price-match window" in approval(h, ts, cid, pid)[0]
+    assert not shop[0].writes
+
+
+async def test_deny_by_command_when_slack_cannot_open_the_window_says_what_to_type(
+    h: Harness, shop: tuple[ShopData, str]
+) -> None:
+    cid, _, _, ts, pid = await ticket(h)
+    h.slack.errors[("views.open", "")] = "expired_trigger_id"
+    assert await h.command(f"deny #{cid}") == (
+        "Say why it is denied: the note is kept on the ticket. Type `/handoff deny #42 reason`."
+    )
+    assert "waiting" in approval(h, ts, cid, pid)[0].lower()
+    assert not h.slack.views and not shop[0].writes
