@@ -629,7 +629,6 @@ def load_config(path: str | Path | None = None) -> StoreConfig:
 
 def parse_config(text: str, path: Path) -> StoreConfig:
     try:
-        root = yaml.compose(text)
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -640,6 +639,9 @@ def parse_config(text: str, path: Path) -> StoreConfig:
     try:
         cfg = StoreConfig.model_validate(data)
     except ValidationError as exc:
+        # The nodes (for line numbers) only when there is an error to place: composing costs
+        # as much as loading, on every start. The text already loaded, so it composes too.
+        root = yaml.compose(text)
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
