@@ -68,6 +68,15 @@ def pct(values: list[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (k - lo)
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc: 0.0 where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -329,6 +338,7 @@ async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, ser
             plan[rng.randrange(len(plan))] = HANDOFF
         plans.append(plan)
 
+    cpu_before = sum(cpu_seconds(s.proc.pid) for s in services if s.proc)
     t0 = time.perf_counter()
     stop_at = t0 + args.timeout
     sessions = [asyncio.create_task(shopper_session(http, sh, plan, stop_at, args.think, random.Random(args.seed * 100_003 + n)))
@@ -342,6 +352,7 @@ async def run_service(args: argparse.Namespace, http: aiohttp.ClientSession, ser
         asyncio.create_task(flood(http, shoppers[: min(20, len(shoppers))]))
     await asyncio.gather(*sessions, return_exceptions=True)
     res.seconds = time.perf_counter() - t0
+    res.extra["service_cpu"] = sum(cpu_seconds(s.proc.pid) for s in services if s.proc) - cpu_before
     rss_after = sum(rss_kb(s.proc.pid) for s in services if s.proc)
     res.extra["rss_per_conversation_kb"] = (rss_after - rss_before) / max(1, len(shoppers))
     res.extra["rss_total_mb"] = rss_after / 1024
@@ -502,6 +513,9 @@ async def main_async(args: argparse.Namespace) -> int:
     for q in (50, 95, 99):
         a, b = pct(svc.latencies, q) * 1000, pct(base.latencies, q) * 1000
         print(f"{'latency p' + str(q) + ' (ms)':24}{a:12.1f}{b:12.1f}{a / b if b else 0:10.1f}")
+    if svc.messages and args.fault != "kill":  # a restarted process's CPU is not comparable
+        print(f"{'service CPU/message':24}{svc.extra['service_cpu'] / svc.messages * 1000:10.2f}ms"
+              f"  ({svc.extra['service_cpu']:.2f} s over the {svc.seconds:.2f} s measured)")
     print(f"{'memory/conversation':24}{svc.extra['rss_per_conversation_kb']:10.1f}kB")
     print(f"{'service RSS':24}{svc.extra['rss_total_mb']:10.1f}MB")
     print(f"handoffs answered by people: {answered}")
