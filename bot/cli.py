@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -76,6 +77,25 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Young objects a collection of the first generation waits for (CPython's default is 700). A
+# message's way through allocates thousands of short-lived objects; at 700 a collection ran every
+# few messages, each also walking the survivors of the last.
+GC_GEN0_THRESHOLD = 20_000
+
+
+async def _settle_gc(_app: web.Application) -> None:
+    """Once started: what start-up built (the store config, the classifier, the knowledge index,
+    the imported modules: over 200,000 objects that live as long as the process) is moved out of
+    the garbage collector's sight with `gc.freeze()`. Otherwise every full collection walks all of
+    it again: under a flash sale four full collections took 0.55 s of the service's CPU, one of
+    them 0.24 s in a single pause. Nothing is lost: frozen objects are only never collected, and
+    they were never going to be."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+
+
 def _serve(
     settings: Settings, config: StoreConfig, *, banner: Any = None, extra_startup: Any = None
 ) -> int:
@@ -90,6 +110,7 @@ def _serve(
         app.on_startup.append(extra_startup)
     if banner is not None:
         app.on_startup.append(banner)
+    app.on_startup.append(_settle_gc)  # last: after everything start-up builds
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
     return 0
 
