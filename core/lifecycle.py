@@ -33,7 +33,7 @@ from domain.outbox import Lane, Outgoing
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from domain.textclean import clean_optional, clean_string
 from storage import repo
-from storage.db import affected, after_commit
+from storage.db import HotReads, affected, after_commit
 from storage.models import Conversation, Message, OutboxRow, utcnow
 
 if TYPE_CHECKING:  # built on the core by the app factory (core/approvals.py)
@@ -130,6 +130,8 @@ class Core:
         self.writer = Writer(self.sessions)
         self._intake = BulkOp[dict[str, Any]]("intake", self._intake_bulk)
         self._turns = BulkOp[tuple[int, int, Turn]]("turns", self._turns_bulk)
+        # The hot path's reads (a turn's inputs, token checks, catch-ups): storage/db.py.
+        self.reads = HotReads(self.sessions)
 
     @property
     def inbox_names(self) -> list[str]:
@@ -210,8 +212,8 @@ class Core:
         widget connect and catch-up starts here (a flash sale opens hundreds at once)."""
         if not token:
             return None
-        async with self.sessions() as s:
-            row = await repo.token_state(s, conversation_id)
+        async with self.reads.connection() as conn:
+            row = await repo.token_state(conn, conversation_id)
         if row is None or row[0] is None:
             return None
         if not secrets.compare_digest(row[0], hash_token(token)):
@@ -489,20 +491,21 @@ class Core:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()
+        await self.reads.close()
 
     async def _process_next(self, conversation_id: int) -> int:
         """Take the oldest waiting message through a turn (or to the inbox); how many were
         waiting, that one included (0: nothing to do)."""
         # One query says whether anything waits (and what the conversation is); the agent's
         # inputs (tags, history) only when it will run.
-        async with self.sessions() as s:
-            inputs = await repo.turn_inputs(s, conversation_id)
+        async with self.reads.connection() as conn:
+            inputs = await repo.turn_inputs(conn, conversation_id)
             if inputs is None or inputs.first_unhandled is None:
                 return 0
             view, msg_id, waiting = inputs.view, inputs.first_unhandled, inputs.unhandled
             state = view.state
             if state == "bot":
-                hist = await repo.last_messages(s, conversation_id, msg_id, AGENT_HISTORY)
+                hist = await repo.last_messages(conn, conversation_id, msg_id, AGENT_HISTORY)
 
         if state == "resolved":
             await self._reopen(conversation_id)
@@ -1106,9 +1109,10 @@ class Core:
         limit: int | None = None,
     ) -> list[MessageView]:
         """Messages after `after`, oldest first; at most `limit` (a client pages with `after=`)."""
+        if not include_notes and limit is not None:  # a client's catch-up: the hot read
+            async with self.reads.connection() as conn:
+                return await repo.page_after(conn, conversation_id, after, limit)
         async with self.sessions() as s:
-            if not include_notes and limit is not None:  # a client's catch-up: the hot read
-                return await repo.page_after(s, conversation_id, after, limit)
             return await repo.history(
                 s, conversation_id, after=after, include_notes=include_notes, limit=limit
             )

@@ -10,7 +10,7 @@ from sqlalchemy import Table, and_, bindparam, case, delete, func, insert, selec
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domain.ports import STATES, ConversationView, CustomerView, MessageView
 from storage.db import affected
@@ -839,10 +839,9 @@ class TurnInputs:
     unhandled: int
 
 
-async def turn_inputs(session: AsyncSession, conversation_id: int) -> TurnInputs | None:
+async def turn_inputs(conn: AsyncConnection, conversation_id: int) -> TurnInputs | None:
     """The conversation, its customer and tags, and its oldest unanswered shopper message with how
     many wait: one statement."""
-    conn = await session.connection()
     row = (await conn.execute(_TURN_INPUTS, {"cid": conversation_id})).first()
     if row is None:
         return None
@@ -881,24 +880,21 @@ async def turn_inputs(session: AsyncSession, conversation_id: int) -> TurnInputs
 
 
 async def last_messages(
-    session: AsyncSession, conversation_id: int, upto: int, n: int
+    conn: AsyncConnection, conversation_id: int, upto: int, n: int
 ) -> list[MessageView]:
     """The `n` latest messages up to `upto` (notes left out), oldest first."""
-    conn = await session.connection()
     rows = await conn.execute(_LAST_MESSAGES, {"cid": conversation_id, "upto": upto, "n": n})
     return [row_view(r) for r in rows][::-1]
 
 
-async def token_state(session: AsyncSession, conversation_id: int) -> tuple[str | None, str] | None:
-    conn = await session.connection()
+async def token_state(conn: AsyncConnection, conversation_id: int) -> tuple[str | None, str] | None:
     row = (await conn.execute(_TOKEN, {"cid": conversation_id})).first()
     return (row.token_hash, row.state) if row is not None else None
 
 
 async def page_after(
-    session: AsyncSession, conversation_id: int, after: int, n: int
+    conn: AsyncConnection, conversation_id: int, after: int, n: int
 ) -> list[MessageView]:
     """Up to `n` messages after `after`, oldest first, notes left out (a client's catch-up)."""
-    conn = await session.connection()
     rows = await conn.execute(_PAGE, {"cid": conversation_id, "after": after, "n": n})
     return [row_view(r) for r in rows]
