@@ -44,6 +44,14 @@ _ACCENTS = {"de": "äöüß", "es": "ñ¿¡áíóú", "fr": "çàèêëîïôû�
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
+# Each word's languages, so a message is read once, not once per language (a turn reads the
+# shopper's last three messages).
+_LANGUAGES_OF: dict[str, tuple[str, ...]] = {}
+for _lang, _words in _WORDS.items():
+    for _w in _words:
+        _LANGUAGES_OF[_w] = (*_LANGUAGES_OF.get(_w, ()), _lang)
+
+
 def detect_language(texts: Iterable[str]) -> str:
     """The language of these messages (the latest first, as many as are given): en, de, es, fr
     or nl; English when unsure."""
@@ -51,11 +59,11 @@ def detect_language(texts: Iterable[str]) -> str:
     for text in texts:
         lower = text.lower()
         for word in _WORD.findall(lower):
-            for lang, words in _WORDS.items():
-                if word in words:
-                    score[lang] += 1
-        for lang, chars in _ACCENTS.items():
-            score[lang] += 0.5 * sum(lower.count(ch) for ch in chars) if chars else 0
+            for lang in _LANGUAGES_OF.get(word, ()):
+                score[lang] += 1
+        if not lower.isascii():  # no accented letter to count in plain ASCII
+            for lang, chars in _ACCENTS.items():
+                score[lang] += 0.5 * sum(lower.count(ch) for ch in chars) if chars else 0
     best = max(score, key=lambda lang: score[lang])
     if best == "en":
         return "en"
