@@ -696,10 +696,13 @@ _BY_PLATFORM = select(*_MSG_COLS).where(
     _M.c.source == bindparam("source"),
     _M.c.platform_id == bindparam("pid"),
 )
+# Only the columns a turn's view is made of: each column read is a value converted (a JSON
+# document parsed, a timestamp made timezone-aware), on every turn.
+_TURN_UNUSED = {"customer_id", "token_hash", "inbox_thread", "lease_owner", "lease_until", "updated_at"}
 _TURN_INPUTS = (
     select(
-        *[c.label("c_" + c.name) for c in _C.c],
-        *[c.label("u_" + c.name) for c in _U.c],
+        *[c.label("c_" + c.name) for c in _C.c if c.name not in _TURN_UNUSED],
+        *[c.label("u_" + c.name) for c in _U.c if c.name != "created_at"],
         _unhandled_of(func.min(_M.c.id)).label("first_unhandled"),
         _unhandled_of(func.count()).label("unhandled"),
         select(func.aggregate_strings(_T.c.tag, "\n"))
