@@ -544,6 +544,16 @@ def translate_phrases(folded: str) -> list[str]:
     return out
 
 
+# "Anyway" / "still" in the other languages: no content of its own ("est-ce que je peux quand
+# meme le retourner": "quand" is not "when" there). Removed before the words are read.
+FOREIGN_FILLERS = re.compile(
+    r"\b(?:quand meme|tout de meme|de toute facon|trotzdem|sowieso|igualmente|de todas formas|"
+    r"aun asi|toch nog|hoe dan ook|comunque|lo stesso|mesmo assim|de qualquer forma|anyway)\b"
+)
+# Elided articles and pronouns ("j'ai", "l'ai", "qu'il", "d'un", "l'ho"): the word after them.
+ELISION = re.compile(r"^(?:j|l|d|qu|c|n|s|m|t|un|dell|all|nell|sull)'")
+
+
 # English shop-support paraphrases: what shoppers write -> the words help pages use for it.
 # Generic to online retail; a match turns the phrase into one concept (its own words plus these),
 # so "send it back" counts once, as "return", not as three loose words that match anything.
@@ -573,14 +583,16 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
     ),
     (
         r"\bgo(?:es)? out\b|\bsent out\b|\bship(?:ped)? out\b|\bleave (?:the|your) warehouse\b|"
-        r"\bleft (?:the|your) warehouse\b|\bsend(?:ing)? (?:it|them) (?:out|off)\b|\bposted\b",
+        r"\bleft (?:the|your) warehouse\b|\bsend(?:ing)? (?:it|them) (?:out|off)\b|\bposted\b|"
+        r"\b(?:does|do|will|would|did) (?:it|they|my order|the order|my parcel|the parcel) leave\b",
         ("dispatch", "dispatched", "shipped", "leave"),
     ),
     (
         r"\bpostage\b|\bsent\b|\bsending\b|\bsend\b|\bposting\b|\bship(?:s|ping|ped)?\b",
         ("shipping", "delivery"),
     ),
-    (r"\bhow much\b|\bpric\w+|\bcharg\w*|\bfees?\b", ("cost", "price", "charge")),
+    # "charge" and its forms, not "charger" (a product)
+    (r"\bhow much\b|\bpric\w+|\bcharg(?:e|es|ed|ing)\b|\bfees?\b", ("cost", "price", "charge")),
     (r"\bextra\b|\bcustoms\b|\bimport\w*|\bduty\b|\btax\w*", ("duties", "customs", "vat", "tax")),
     (
         r"\bhow long\b|\bhow many days\b|\bhow (?:soon|quick|quickly|fast)\b",
@@ -614,7 +626,14 @@ PARAPHRASES: list[tuple[str, tuple[str, ...]]] = [
         r"\bput (?:it|them)? ?on hold\b|\bpause\w*|\bskip\w*|\bsuspend\w*|\bholiday\b|\bvacation\b",
         ("pause", "skip"),
     ),
-    (r"\bspeak to\b|\btalk to\b|\bcall\b|\bphone\w*|\bring you\b", ("contact", "phone", "call")),
+    # Phoning the shop, not a phone as the thing bought ("a phone case", "my new phone")
+    (
+        r"\bspeak to\b|\btalk to\b|\bcall\b|\bphon(?:ed|ing)\b|\bring you\b|\bby phone\b|"
+        r"\bon the phone\b|\bphone (?:you|u|them|us|me|support|line|lines|number|numbers)\b",
+        ("contact", "phone", "call"),
+    ),
+    # "am I stuck with it?": whether it can be returned
+    (r"\b(?:stuck|lumbered|left) with (?:it|them|this|that)\b", ("return", "returns")),
     (
         r"\bopening (?:hours|times)\b|\bwhat time do you (?:open|close)\b|\bare you open\b|"
         r"\bbusiness hours\b|\bwhen are you open\b",

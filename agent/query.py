@@ -18,6 +18,8 @@ from functools import lru_cache
 import Stemmer
 
 from agent.lexicon import (
+    ELISION,
+    FOREIGN_FILLERS,
     FOREIGN_STOPWORDS,
     PARAPHRASES,
     looks_foreign,
@@ -168,8 +170,26 @@ def is_foreign(norm: str, raw: str = "") -> bool:
     return foreign > english
 
 
+# A question that opens with a condition ("if I order at 2pm on a Friday, does it leave the same
+# day?"): the condition is the setting, the clause after it the question. Split at the comma so
+# the setting's nouns count as context, not as what is asked.
+CONDITION = re.compile(
+    r"^((?:if|wenn|falls|si|als|indien|se|om)\b[^,?]{8,}?),\s+(?=\S)", re.IGNORECASE
+)
+
+
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in SENTENCE_SPLIT.split(text) if s and s.strip()]
+    out: list[str] = []
+    for s in SENTENCE_SPLIT.split(text):
+        s = s.strip() if s else ""
+        if not s:
+            continue
+        m = CONDITION.match(s)
+        if m and is_question(normalize(s[m.end() :])):
+            out.extend([m.group(1), s[m.end() :]])
+        else:
+            out.append(s)
+    return out
 
 
 def weigh_sentences(text: str) -> list[Sentence]:
@@ -197,6 +217,8 @@ def _content(words: list[str], foreign: bool) -> list[str]:
     out = []
     for w in words:
         w = w.strip("'-")
+        if foreign:
+            w = ELISION.sub("", w)
         if w.endswith("'s"):
             w = w[:-2]
         if (
@@ -266,7 +288,7 @@ def parse(text: str, context: str | None = None) -> Query:
         if s.weight <= 0:
             continue
         if s.foreign:
-            for w in _content(WORD.findall(s.norm), True):
+            for w in _content(WORD.findall(FOREIGN_FILLERS.sub(" ", s.norm)), True):
                 english = translate_word(w)
                 if english:
                     alts = tuple(dict.fromkeys(english))

@@ -238,3 +238,42 @@ def test_example_store_sizes_question_quotes_header_and_row() -> None:
     assert hit is not None
     assert hit.source == "sizing.md"
     assert hit.text.splitlines()[:2] == ["| Foot length | EU size |", "| 26.5 cm | 42 |"]
+
+
+@pytest.mark.parametrize(
+    ("question", "source", "says"),
+    [
+        # "quand même" is "still", not "when"; "j'ai" / "l'ai" are no search words
+        (
+            "J'ai pris un cuissard le mois dernier, je l'ai essayé une fois. "
+            "Est-ce que je peux quand même le renvoyer ?",
+            "returns.md",
+            "45 days",
+        ),
+        # "am I stuck with it" asks whether it can go back
+        ("the new gloves make my hands sweat. Am I stuck with them or can they go back?", "returns.md", "45 days"),
+    ],
+)
+def test_shop_words_read_in_their_sense(kb: KnowledgeBase, question: str, source: str, says: str) -> None:
+    hit = answer(kb, question)
+    assert hit is not None, question
+    assert hit.source == source
+    assert says in hit.text
+
+
+def test_a_phone_and_a_charger_bought_are_not_phoning_or_charges(tmp_path: Path) -> None:
+    """"phone" as the thing bought is no request to phone the shop, "charger" no charge: the
+    dispatch question finds the dispatch passage, not the phone line's opening hours."""
+    (tmp_path / "dispatch.md").write_text(
+        "# Dispatch\n\nOrders paid before 15:00 on a working day leave our depot the same day; "
+        "later or at the weekend, on the next working day.\n"
+    )
+    (tmp_path / "contact.md").write_text(
+        "# Contact\n\n## Phone\n\nCall us Monday to Friday 09:00-18:00 on +32 9 000 00 00.\n"
+    )
+    (tmp_path / "fees.md").write_text(
+        "# Fees\n\nWe charge no card fees; returns are free of charge.\n"
+    )
+    kb = KnowledgeBase.from_folder(tmp_path)
+    hit = answer(kb, "if I order a phone mount and a charger at 4pm on a Friday, does it leave the same day or on Monday?")
+    assert hit is not None and hit.source == "dispatch.md"
