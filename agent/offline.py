@@ -28,7 +28,15 @@ from agent.intents import Intents, detect, from_names
 from agent.knowledge import KnowledgeBase, Passage
 from agent.language import detect_language
 from agent.prepare import prepare_actions
-from agent.replies import Verdict, read_reply, reply_classifier
+from agent.replies import (
+    CHECKOUT,
+    Verdict,
+    at_checkout,
+    deny_requests,
+    read_reply,
+    reply_classifier,
+    stage_classifier,
+)
 from agent.rules import Decision, handoff_expectation
 from agent.text import content_words
 from domain.ports import ConversationView, Handoff, MessageView, Turn
@@ -43,6 +51,29 @@ TURN_INTENTS = frozenset({"none", "order_status"})
 def build_classifier(config: StoreConfig) -> IntentClassifier:
     """The shipped intents plus the store's own (`intents:`), trained once per process."""
     return trained(merge_intents(shipped_intents(), config.intents))
+
+
+# A sentence that names no order but points at one of several by its place ("cancel the second
+# one", "die zweite", "la última"): the shopper's duplicate order is one problem order, not two.
+_ARTICLE = r"\b(?:the|that|this|die|der|das|den|dem|el|la|lo|le|de|het|il|o|a|l')\s*"
+_FIRST = re.compile(
+    _ARTICLE + r"(first|1st|erste[nrms]?|primer[oa]?|premi[eè]re?|eerste|primo|primeir[oa]|f[öo]rsta)\b"
+)
+_LAST = re.compile(
+    _ARTICLE + r"(second|2nd|last|latest|newer|newest|duplicate|zweite[nrms]?|letzte[nrms]?|"
+    r"neuere[nrms]?|doppelte[nrm]?|segund[oa]|[úu]ltim[oa]|duplicad[oa]|deuxi[èe]me|derni[èe]re?|"
+    r"doublon|tweede|laatste|nieuwste|dubbele|secondo|seconda|andra|senaste)\b"
+)
+
+
+def by_position(text: str, orders: list[str]) -> list[str]:
+    """The one order a sentence points at by its place among `orders` (in the order the shopper
+    named them), else all of them."""
+    low = text.lower()
+    first, last = bool(_FIRST.search(low)), bool(_LAST.search(low))
+    if first == last:
+        return orders
+    return [orders[0]] if first else [orders[-1]]
 
 
 @dataclass
@@ -116,6 +147,7 @@ class OfflineAgent:
         self.actions = actions
         self.classifier = classifier or build_classifier(config)
         self.replies = reply_classifier()
+        self.stages = stage_classifier()
         # Order numbers as shoppers type them; the store's prefixes are also learned from the
         # order numbers its own help pages show.
         self.readers: dict[str, OrderNumbers] = {}
@@ -162,6 +194,11 @@ class OfflineAgent:
             det = detect(text, self.classifier)
         else:
             det = from_names(text, intents, self.classifier.names)
+        deny_requests(self.replies, det.sentences)
+        det.found = {i for s in det.sentences for i in s.intents}
+        if not mem["entities"].get("order_number") and at_checkout(self.stages, det.sentences):
+            # A card declined while paying: no order exists, so no number to ask for first.
+            det.found.add(CHECKOUT)
         # Right after the agent offered a person, "yes" / "ja" / "oui" asks for one; "actually,
         # don't cancel" takes back a request that is still waiting.
         offer_reply = read_reply(
@@ -493,6 +530,8 @@ class OfflineAgent:
             target = current or first or list(mem.get("last_orders") or [])
             if not wanted:
                 continue
+            if len(target) >= 2 and not named:
+                target = by_position(s.text, target)
             if target:
                 for n in target:
                     attached.setdefault(n, set()).update(wanted)

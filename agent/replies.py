@@ -10,21 +10,30 @@ asked to tell a bare "yes" or "never mind" from a request."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
 
-from agent.classifier import DATA_DIR, IntentClassifier, IntentSpec, split_sentences, trained
+from agent.classifier import (
+    DATA_DIR,
+    IntentClassifier,
+    IntentSpec,
+    SentenceIntents,
+    split_sentences,
+    trained,
+)
+from agent.text import normalize
 
 REPLIES_DIR = DATA_DIR / "replies"
 Verdict = Literal["accept", "decline", "retract"] | None
 
 
-def _specs() -> list[IntentSpec]:
+def _specs(folder: Path = REPLIES_DIR) -> list[IntentSpec]:
     specs: dict[str, IntentSpec] = {}
-    for path in sorted(Path(REPLIES_DIR).glob("*.yaml")):
+    for path in sorted(Path(folder).glob("*.yaml")):
         for name, raw in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
             specs[name] = IntentSpec(
                 name=name,
@@ -66,3 +75,56 @@ def read_reply(
         if waiting and label == "retract":
             return "retract"
     return None
+
+
+# ------------------------------------------------------------- a request denied in the next sentence
+
+# Intents that are no request of their own (a status question stays when its neighbour is denied).
+_NOT_REQUESTS = frozenset({"none", "order_status"})
+
+
+# The shopper's own bare no opening a sentence ("No, ...", "Nein, ...", "Non, ..."), not "no rush"
+# or "nicht mit einem Bot": a word list like the classifier's negators, no store's words.
+_BARE_NO = re.compile(r"^(no+|nope|nah|nein|nö|non|nee|neen|nej|não|nao|niet)\s*([,.!;:…—-]|$)")
+
+
+def deny_requests(classifier: IntentClassifier, sentences: list[SentenceIntents]) -> None:
+    """A request followed at once by the shopper's own no ("should we cancel? No, just tell me
+    when it ships"; "my husband says cancel it. Nein, mache ich nicht") is not a request: the
+    requests of that sentence are dropped. Only a bare no opening the next sentence counts (read
+    by the replies classifier as a decline or retraction too), and only when that sentence asks
+    for nothing the rules act on itself. Changes `sentences` in place."""
+    for before, after in zip(sentences, sentences[1:], strict=False):
+        if not (set(before.intents) - _NOT_REQUESTS) or set(after.intents) - _NOT_REQUESTS:
+            continue
+        opening = normalize(after.text).strip()
+        if not _BARE_NO.match(opening):
+            continue
+        clause = re.split(r"[,.!;:…]", opening, maxsplit=1)[0]
+        found = classifier.classify(clause)
+        if found and found[0].intents and found[0].intents[0] in ("decline", "retract"):
+            before.intents = [i for i in before.intents if i in _NOT_REQUESTS]
+
+
+# ------------------------------------------------------------- when a payment failed
+
+STAGE_DIR = DATA_DIR / "payment_stage"
+CHECKOUT = "payment_at_checkout"
+
+
+@lru_cache(maxsize=1)
+def stage_classifier() -> IntentClassifier:
+    """Whether a payment problem happened while paying (no order exists: `checkout`) or on an
+    order that was placed (`order`); a few dozen examples per class, no sentence vectors."""
+    return trained(_specs(STAGE_DIR), vectors=False, c=10.0)
+
+
+def at_checkout(classifier: IntentClassifier, sentences: list[SentenceIntents]) -> bool:
+    """The shopper's payment problem happened at checkout, so there is no order number to ask
+    for: a sentence read as a payment problem that the stage classifier reads as `checkout`."""
+    for s in sentences:
+        if "payment_problem" in s.intents:
+            found = classifier.classify(s.text)
+            if any("checkout" in f.intents for f in found):
+                return True
+    return False

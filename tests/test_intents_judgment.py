@@ -80,6 +80,61 @@ SCENARIOS = [
         tags=["human-requested"],
         by_turn=2,
     ),
+    # A card declined while paying: no order exists, so the handoff comes at once, not after
+    # asking for an order number the shopper cannot have.
+    scenario(
+        "declined-at-checkout-no-order",
+        ["Your payment page rejects my Visa each time I try to finish buying the trail runners."],
+        tags=["payment-failure"],
+        by_turn=1,
+        email=None,
+    ),
+    scenario(
+        "declined-at-checkout-german",
+        ["Ich möchte die Laufschuhe bestellen, doch an der Kasse wird meine Kreditkarte jedes Mal abgelehnt."],
+        tags=["payment-failure"],
+        by_turn=1,
+        email=None,
+    ),
+    # Money gone on an order that exists: the order number is asked for first.
+    scenario(
+        "charged-order-unpaid-asks-for-the-number",
+        [
+            "The money for my order has been taken from my account but it still says unpaid.",
+            "it's ZQ-500051",
+        ],
+        tags=["payment-failure"],
+        by_turn=2,
+        orders=[order("ZQ-500051", M, status="pending", pay="failed")],
+    ),
+    # A cancellation someone else suggests, denied by the shopper in the next sentence.
+    scenario(
+        "suggested-cancel-denied-next-sentence",
+        [
+            "My wife reckons we ought to cancel ZQ-500031 because the shop in town has it. "
+            "No, we're keeping it. I only want to know when it will be dispatched."
+        ],
+        tags=[],
+        orders=[order("ZQ-500031", M)],
+    ),
+    scenario(
+        "cancel-then-no-rush",
+        ["Please cancel ZQ-500032. No rush, whenever you get to it."],
+        tags=["cancellation"],
+        by_turn=1,
+        orders=[order("ZQ-500032", M)],
+    ),
+    # Two identical orders; only "the second one" is to be stopped: one problem order.
+    scenario(
+        "duplicate-order-second-one",
+        [
+            "The site hung when I paid and now I have two confirmations, ZQ-500041 and "
+            "ZQ-500042, for the same jacket. Please stop the second one from being sent."
+        ],
+        tags=["cancellation"],
+        by_turn=1,
+        orders=[order("ZQ-500041", M), order("ZQ-500042", M)],
+    ),
     scenario(
         "rule-tag-not-unanswered",
         ["The drop closed ten minutes ago. Could I still get the drop price on the hoodie?"],
