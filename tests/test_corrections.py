@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from agent.classifier import shipped_intents
 from core.corrections import Prompts, condition_intents, request_message, tag_intents
 from domain.ports import MessageView
 from domain.storeconfig import load_config
@@ -25,7 +26,9 @@ def test_a_tag_stands_for_the_intents_its_rules_cannot_match_without() -> None:
         "cancellation": ("cancel",),
         "flash-cancellation": ("cancel",),
         "fraud-review": ("fraud", "identity"),  # either: the reviewer sees both
-        "payment-failure": ("payment_problem",),  # its order-data rule teaches nothing
+        # its order-data rule teaches nothing; `payment_at_checkout` is read from a payment
+        # problem's sentence (agent/intent_data/payment_stage), no intent of the classifier
+        "payment-failure": ("payment_at_checkout", "payment_problem"),
         "price-override": ("price_override",),
         "human-requested": ("human",),
         # vip: "orders or orders_named or 'human' in intents or tags" holds without an intent
@@ -34,6 +37,11 @@ def test_a_tag_stands_for_the_intents_its_rules_cannot_match_without() -> None:
     assert condition_intents("'fraud' in intents or 'identity' in intents") == ("fraud", "identity")
     assert condition_intents("orders or 'human' in intents") is None
     assert condition_intents("'cancel' not in intents") is None
+    # With the classifier's intents (as the service builds it), a correction to payment-failure
+    # labels the message a payment problem.
+    assert tag_intents(load_config(), known=shipped_intents())["payment-failure"] == (
+        "payment_problem",
+    )
     assert tag_intents(load_config(), known={"cancel"}) == {
         "cancellation": ("cancel",),
         "flash-cancellation": ("cancel",),
