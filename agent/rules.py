@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.storeconfig import Rule, StoreConfig
-from domain.templating import evaluate, render
+from domain.templating import ENV, evaluate_in, expression_context, render
 from domain.waiting import Expectation, opens_text, render_wait
 
 
@@ -49,27 +49,32 @@ class Decision:
 def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
     decision = Decision()
     orders = list(facts.get("orders") or [])
+    # One context for the whole pass (domain/templating.py, evaluate_in): the facts, and the tags
+    # and problem orders so far, refreshed when a rule adds to them.
+    ctx = expression_context(facts)
+
+    def refresh() -> None:
+        ctx["tags"] = list(decision.tags)
+        ctx["problem_orders"] = list(decision.problem_orders)
+        ctx.pop("order", None)
+
+    refresh()
     for rule_set in config.rule_sets:
-        ctx = {
-            **facts,
-            "tags": list(decision.tags),
-            "problem_orders": list(decision.problem_orders),
-        }
-        if not evaluate(rule_set.applies_if, **ctx):
+        if not evaluate_in(rule_set.applies_if, ctx):
             continue
         for rule in rule_set.rules:
-            ctx = {
-                **facts,
-                "tags": list(decision.tags),
-                "problem_orders": list(decision.problem_orders),
-            }
             if rule.for_each == "order":
-                hits = [o for o in orders if evaluate(rule.if_, **ctx, order=o)]
+                hits = []
+                for o in orders:
+                    ctx["order"] = o
+                    if evaluate_in(rule.if_, ctx):
+                        hits.append(o)
+                ctx.pop("order", None)
                 if not hits:
                     continue
                 numbers = [str(o.get("number")) for o in hits]
                 reason = (
-                    render(rule.reason, **ctx, order=hits[0], orders_matched=hits)
+                    render(rule.reason, **_facts(ctx), order=hits[0], orders_matched=hits)
                     if rule.reason
                     else rule.name
                 )
@@ -78,14 +83,20 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
                     if n not in decision.problem_orders:
                         decision.problem_orders.append(n)
             else:
-                if not evaluate(rule.if_, **ctx):
+                if not evaluate_in(rule.if_, ctx):
                     continue
-                reason = render(rule.reason, **ctx) if rule.reason else rule.name
+                reason = render(rule.reason, **_facts(ctx)) if rule.reason else rule.name
                 decision.matches.append(Match(rule, rule_set.name, [], reason))
             for tag in rule.tags:
                 if tag not in decision.tags:
                     decision.tags.append(tag)
+            refresh()
     return decision
+
+
+def _facts(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The context without the environment's globals (a render adds its own)."""
+    return {k: v for k, v in ctx.items() if k not in ENV.globals or ctx[k] is not ENV.globals[k]}
 
 
 def clock() -> datetime:
