@@ -168,6 +168,8 @@ async def inbox_login(http: Any, name: str = "Maria Lopez", base: str = "") -> d
 # for every test that starts the service. So each is migrated once per run: SQLite as a file
 # copied into the test's folder, PostgreSQL as one database emptied before each test (every
 # table truncated, ids restarted): what a test sees is the same empty, migrated database.
+# "Once per run" is once per process: under pytest-xdist every worker has its own template
+# folder and its own PostgreSQL database, so no test sees another worker's rows.
 
 PG = os.environ.get("TEST_DATABASE_URL")
 _templates: dict[str, Any] = {}
@@ -198,7 +200,10 @@ async def fresh_pg_database() -> AsyncIterator[str]:
 
     assert PG, "needs TEST_DATABASE_URL"
     if "url" not in _templates:
-        name = f"handoff_run_{uuid.uuid4().hex[:10]}"
+        # Each pytest-xdist worker is a process of its own with its own database (named after
+        # the worker, so a leftover one says where it came from); serially, "main".
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        name = f"handoff_run_{worker}_{uuid.uuid4().hex[:10]}"
         admin = create_async_engine(PG, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
