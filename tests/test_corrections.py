@@ -138,12 +138,16 @@ async def test_a_retag_in_the_web_inbox_teaches_the_agent_from_its_next_start(
     assert (example["text"], example["label"], example["actor"]) == (REMORSE, "cancel", "Maria Lopez")
     assert example["change"] == ["-fraud-review", "+cancellation"]
 
-    # Until someone accepts it, a restart changes nothing.
+    # Until someone accepts it, a restart changes nothing. A restart stops the old service
+    # first: left running on the one SQLite file, its sweep (every 5 s) could take up the next
+    # service's message with the old classifier, as it did once on a loaded machine.
+    await client.close()
     restarted = await make_client()
     again = await _shopper(restarted, REMORSE, email="bo@example.com")
     assert (await services(restarted).core.get(again)).tags == ("fraud-review",)
 
     assert (await run_cli("examples", "accept", str(example["id"])))[0] == 0
+    await restarted.close()
     restarted = await make_client()
     taught = await _shopper(restarted, REMORSE, "It's FP-100234")
     conv = await services(restarted).core.get(taught)
