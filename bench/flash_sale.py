@@ -45,6 +45,7 @@ from bridges.widget.embedding import sign_email  # noqa: E402
 from tests.slack.fake_slack import SIGNING_SECRET, TOKEN, FakeSlack, event_body, sign  # noqa: E402
 
 INBOX = "C_BENCH_INBOX"
+START_TIMEOUT = 90.0  # seconds for a service to answer /healthz (see Service.ready)
 INBOX_TOKEN = secrets.token_urlsafe(32)  # the web inbox's bootstrap (admin) login
 
 QUESTIONS = [
@@ -131,7 +132,14 @@ class Service:
         )
 
     async def ready(self, http: aiohttp.ClientSession) -> None:
-        for _ in range(300):
+        """Until /healthz answers. A start imports the service and trains its classifier: a few
+        seconds, but on a loaded machine (the test suite's parallel workers beside other jobs on
+        2 cores) it once took over 30 s, so it has START_TIMEOUT; a process that exited is
+        reported at once, with its exit code, instead of being waited for."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self.proc.returncode} before it started")
             try:
                 async with http.get(self.base + "/healthz") as r:
                     if r.status == 200:
@@ -139,7 +147,7 @@ class Service:
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-        raise RuntimeError("service did not start")
+        raise RuntimeError(f"service did not start in {START_TIMEOUT:.0f} s")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -474,7 +482,8 @@ async def main_async(args: argparse.Namespace) -> int:
         async with aiohttp.ClientSession(connector=connector) as http:
             for s in services:
                 await s.ready(http)
-            for _ in range(100):
+            echo_deadline = time.monotonic() + START_TIMEOUT  # a loaded machine: see ready()
+            while time.monotonic() < echo_deadline:
                 try:
                     async with http.get(f"http://127.0.0.1:{echo_port}/ws"):
                         break
