@@ -4,10 +4,11 @@ Each intent is a name, a description, example utterances and a confidence thresh
 a default set (agent/intent_data/*.yaml, several languages); a store adds examples or whole new
 intents under `intents:` in its YAML, and the classifier is trained on the union at start.
 
-The model is scikit-learn: TF-IDF over character n-grams inside word bounds (`char_wb`, 2-5: robust
-to typos, inflections and the compounds of German and Dutch) plus word uni- and bigrams (word order:
-"don't cancel" vs "cancel"), and a multinomial logistic regression, whose probabilities are used
-against each intent's threshold. Chosen by measurement over the alternatives (see the README's
+The model is scikit-learn's, built and fitted by agent/textmodel.py (the same features and fit,
+without importing scikit-learn at start-up): TF-IDF over character n-grams inside word bounds
+(`char_wb`, 2-5: robust to typos, inflections and the compounds of German and Dutch) plus word
+uni- and bigrams (word order: "don't cancel" vs "cancel"), and a multinomial logistic regression,
+whose probabilities are used against each intent's threshold. Chosen by measurement over the alternatives (see the README's
 "Intents" section and bench/intent_cv.py). A message is classified sentence by sentence, so a long
 story still finds its request and one message can carry several intents.
 
@@ -40,7 +41,9 @@ DEFAULT_FALLBACK = 0.3
 WEAK_MARGIN = 2.0
 # The solver runs to convergence: stopped early (tol 1e-3), the fitted weights depended on the
 # path the solver took, and adding ten unrelated examples moved a sentence's probability from
-# 0.9 to 0.4; at 1e-4 it is stable (1e-5 gives the same probabilities) and trains as fast.
+# 0.9 to 0.4; at 1e-4 it is stable and trains as fast. (Still short of the optimum: fitted to
+# 1e-7, some sentences of the evaluation stores move by up to 0.05, and which ones depends on the
+# solver, so agent/textmodel.py runs scipy's L-BFGS-B on scikit-learn's path; see the README.)
 TOL = 1e-4
 MAX_ITER = 1000
 
@@ -207,9 +210,9 @@ def sentence_vectors() -> Any:
 
 
 class IntentClassifier:
-    """Trained once at start. Prediction does not go through scikit-learn's per-call machinery:
-    the fitted vocabularies, IDF weights and coefficients are read out once, so a sentence costs
-    a dictionary lookup per n-gram and one small matrix product; results are cached per sentence."""
+    """Trained once at start. Prediction needs no per-call machinery: the fitted vocabularies,
+    IDF weights and coefficients are kept as arrays, so a sentence costs a dictionary lookup per
+    n-gram and one small matrix product; results are cached per sentence."""
 
     def __init__(
         self,
@@ -221,9 +224,9 @@ class IntentClassifier:
         thresholds: dict[str, float] | None = None,
     ) -> None:
         from scipy import sparse
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
         from threadpoolctl import threadpool_limits
+
+        from agent.textmodel import Tfidf, char_wb_grams, fit_logistic, word_grams
 
         if not any(s.name == NONE for s in specs):
             raise ValueError(f"the intents need a '{NONE}' class: what is no request at all")
@@ -236,34 +239,26 @@ class IntentClassifier:
             for e in s.examples:
                 texts.append(prepare(e))
                 labels.append(s.name)
-        self._vectorizers = [
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True),
-            TfidfVectorizer(
-                analyzer="word", ngram_range=(1, 2), sublinear_tf=True,
-                token_pattern=r"(?u)\b\w+\b",
-            ),
-        ]
-        blocks = [v.fit_transform(texts) for v in self._vectorizers]
+        self.labels: list[str] = sorted(set(labels))
+        index = {label: i for i, label in enumerate(self.labels)}
+        y = np.array([index[label] for label in labels], dtype=np.int64)
+        tfidfs = [Tfidf(char_wb_grams), Tfidf(word_grams)]
+        blocks = [t.fit_transform(texts) for t in tfidfs]
         self._wl = sentence_vectors() if vectors else None
         self._vector_weight = vector_weight
-        if self._wl is not None:
-            blocks.append(sparse.csr_matrix(self._embed(texts)))
-        x = sparse.hstack(blocks).tocsr()
-        model = LogisticRegression(C=c, max_iter=MAX_ITER, tol=TOL, class_weight="balanced")
+        dense = self._embed(texts) if self._wl is not None else None
+        x = sparse.hstack(blocks, format="csr")
         # One BLAS thread: on a small problem, threads only contend (5x slower on 2 busy cores).
         with threadpool_limits(1):
-            model.fit(x, labels)
-        self.labels: list[str] = [str(label) for label in model.classes_]
-        # Read the fitted model out for prediction without scikit-learn's per-call overhead.
-        coef = np.asarray(model.coef_, dtype=np.float64)
-        self._intercept = np.asarray(model.intercept_, dtype=np.float64)
+            coef, self._intercept = fit_logistic(
+                x, dense, y, len(self.labels), c=c, tol=TOL, max_iter=MAX_ITER
+            )
+        # The fitted model as prediction reads it: per analyzer its vocabulary, idf and weights.
         self._parts = []
         offset = 0
-        for v in self._vectorizers:
-            n = len(v.vocabulary_)
-            self._parts.append(
-                (v.build_analyzer(), v.vocabulary_, v.idf_, coef[:, offset : offset + n])
-            )
+        for t in tfidfs:
+            n = len(t.vocabulary)
+            self._parts.append((t.analyzer, t.vocabulary, t.idf, coef[:, offset : offset + n]))
             offset += n
         self._coef_vec = coef[:, offset:] if self._wl is not None else None
         self._lock = threading.Lock()
