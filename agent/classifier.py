@@ -121,14 +121,21 @@ def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip(" .,!?;-")]
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+# libyaml's parser with PyYAML's safe constructor when the wheel has it: the same data, and the
+# shipped examples (a dozen files, 2,000 lines) parse in 5 ms instead of 70 at every start.
+_SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A shipped data file (safe YAML: plain data, no Python objects)."""
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_SAFE_LOADER) or {}
 
 
 def shipped_intents() -> dict[str, IntentSpec]:
     """The default intents shipped with handoff, one YAML file each. Read once per process for
-    the same files (name, size, mtime): parsing ~2000 examples costs ~60 ms of pure-Python YAML,
-    and every agent built (a service start, each test's service, the eval) asks for them."""
+    the same files (name, size, mtime): parsing ~2000 examples costs ~60 ms of pure-Python YAML
+    (5 ms with libyaml), and every agent built (a service start, each test's service, the eval)
+    asks for them."""
     paths = sorted(DATA_DIR.glob("*.yaml"))
     key = tuple((p.name, st.st_size, st.st_mtime_ns) for p in paths for st in [p.stat()])
     specs = _SHIPPED.get(key)
@@ -142,7 +149,7 @@ def shipped_intents() -> dict[str, IntentSpec]:
 def _read_shipped(paths: Sequence[Path]) -> dict[str, IntentSpec]:
     out: dict[str, IntentSpec] = {}
     for path in paths:
-        for name, spec in _read_yaml(path).items():
+        for name, spec in read_yaml(path).items():
             out[name] = IntentSpec(
                 name=name,
                 description=str(spec.get("description", "")),

@@ -15,13 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
 from agent.classifier import (
     DATA_DIR,
     IntentClassifier,
     IntentSpec,
     SentenceIntents,
+    read_yaml,
     split_sentences,
     trained,
 )
@@ -34,7 +33,7 @@ Verdict = Literal["accept", "decline", "retract"] | None
 def _specs(folder: Path = REPLIES_DIR) -> list[IntentSpec]:
     specs: dict[str, IntentSpec] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
-        for name, raw in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+        for name, raw in read_yaml(path).items():
             specs[name] = IntentSpec(
                 name=name,
                 description=str(raw.get("description", "")),
