@@ -205,3 +205,16 @@ def test_the_language_is_read_from_function_words_and_english_when_unsure() -> N
     assert detect_language(["Where is my order FP-100234?"]) == "en"
     assert detect_language(["FP-100234"]) == "en"
     assert detect_language(["shipping to Deutschland?"]) == "en"
+
+
+def test_a_language_without_the_services_wording_gets_english_not_a_neighbour() -> None:
+    """Swedish umlauts are not German and Portuguese is not Spanish: a shopper is better served
+    by English than by a wait message in a language they never wrote."""
+    swedish = "Hej! Jag vill avbryta min beställning. Den är inte skickad än, jag har väntat länge på svar."
+    portuguese = "Olá, quero cancelar o meu pedido, ainda não foi enviado. Podem ajudar-me?"
+    italian = "Buongiorno, vorrei sapere dove è il mio ordine, non è ancora arrivato."
+    assert detect_language([swedish]) == "en"
+    assert detect_language([portuguese]) == "en"
+    assert detect_language([italian]) == "en"
+    assert detect_language(["Können Sie mir helfen? Die Größe passt nicht"]) == "de"
+    assert detect_language(["Quiero cancelar mi pedido, no lo quiero"]) == "es"
