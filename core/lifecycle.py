@@ -33,7 +33,8 @@ from domain.outbox import Lane, Outgoing
 from domain.ports import Agent, ConversationView, Handoff, MessageView, Turn
 from domain.textclean import clean_optional, clean_string
 from storage import repo
-from storage.db import HotReads, affected, after_commit
+from storage.db import affected, after_commit
+from storage.hotreads import HotReads
 from storage.models import Conversation, Message, OutboxRow, utcnow
 
 if TYPE_CHECKING:  # built on the core by the app factory (core/approvals.py)
@@ -212,8 +213,7 @@ class Core:
         widget connect and catch-up starts here (a flash sale opens hundreds at once)."""
         if not token:
             return None
-        async with self.reads.connection() as conn:
-            row = await repo.token_state(conn, conversation_id)
+        row = await self.reads.token_state(conversation_id)
         if row is None or row[0] is None:
             return None
         if not secrets.compare_digest(row[0], hash_token(token)):
@@ -393,6 +393,9 @@ class Core:
                                     # That was the last one and nothing arrived meanwhile
                                     # (intake would have marked it): no query to find nothing.
                                     break
+                                # About to look again: what arrives from here on marks it anew, so
+                                # a mark already answered by this look costs no second, empty one.
+                                self._again.discard(conversation_id)
                                 await self._acquire(conversation_id)  # renew
                         finally:
                             await self._release(conversation_id)
@@ -498,15 +501,14 @@ class Core:
         waiting, that one included (0: nothing to do)."""
         # One query says whether anything waits (and what the conversation is); the agent's
         # inputs (tags, history) only when it will run.
-        async with self.reads.connection() as conn:
-            inputs = await repo.turn_inputs(conn, conversation_id)
-            if inputs is None or inputs.first_unhandled is None:
-                return 0
-            view, msg_id, waiting = inputs.view, inputs.first_unhandled, inputs.unhandled
-            state = view.state
-            if state == "bot":
-                hist = await repo.last_messages(conn, conversation_id, msg_id, AGENT_HISTORY)
-
+        found = await self.reads.turn(conversation_id, AGENT_HISTORY)
+        if found is None:
+            return 0
+        inputs, hist = found
+        view, waiting = inputs.view, inputs.unhandled
+        msg_id = inputs.first_unhandled
+        assert msg_id is not None
+        state = view.state
         if state == "resolved":
             await self._reopen(conversation_id)
             async with self.sessions() as s:
@@ -1110,8 +1112,7 @@ class Core:
     ) -> list[MessageView]:
         """Messages after `after`, oldest first; at most `limit` (a client pages with `after=`)."""
         if not include_notes and limit is not None:  # a client's catch-up: the hot read
-            async with self.reads.connection() as conn:
-                return await repo.page_after(conn, conversation_id, after, limit)
+            return await self.reads.page_after(conversation_id, after, limit)
         async with self.sessions() as s:
             return await repo.history(
                 s, conversation_id, after=after, include_notes=include_notes, limit=limit

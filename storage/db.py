@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import Callable, Generator
 from typing import Any, cast
 
 import aiosqlite
 from sqlalchemy import CursorResult, Result, event
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -175,65 +172,6 @@ def _make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=AppSession)
-
-
-class HotReads:
-    """The connection the hot path's reads run on (a turn's inputs, a socket's token check, a
-    client's catch-up): statements that read committed rows and write nothing.
-
-    On a SQLite file it is a second connection of its own, opened once and held, in autocommit:
-    WAL lets it read while the writer's connection writes, and it sees exactly what has been
-    committed, as a fresh session did. A session per read cost more than the read: checking the
-    one pooled connection out and in, beginning and rolling back a transaction, closing in a task
-    of its own (about 100 us, three loop passes), against about 40 us for the statement. The
-    reads stay separate statements, as they were (SQLite takes no snapshot across a session's
-    SELECTs either). Elsewhere (PostgreSQL, an in-memory SQLite that a second connection would
-    not see) each use is a session's connection, as before."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        url = bind.url if isinstance(bind, AsyncEngine) else None
-        database = (url.database or "") if url is not None else ""
-        own = (
-            url is not None
-            and url.get_backend_name() == "sqlite"
-            and bool(database)
-            and "memory" not in database
-            and "mode=memory" not in str(url.query)
-        )
-        self._url = url.render_as_string(hide_password=False) if own and url is not None else None
-        self._engine: AsyncEngine | None = None
-        self._conn: AsyncConnection | None = None
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[AsyncConnection]:
-        if self._url is None:
-            async with self._sessions() as s:
-                yield await s.connection()
-            return
-        conn = self._conn
-        if conn is None:
-            if self._engine is None:
-                self._engine = make_engine(self._url, isolation_level="AUTOCOMMIT")
-            conn = self._conn = await self._engine.connect()
-        try:
-            yield conn
-        except DBAPIError:
-            await self._drop()  # opened again on the next read
-            raise
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close()
-
-    async def close(self) -> None:
-        await self._drop()
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            await engine.dispose()
 
 
 def affected(result: Result[Any]) -> int:

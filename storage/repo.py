@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -651,7 +652,7 @@ _C = cast(Table, Conversation.__table__)
 _U = cast(Table, Customer.__table__)
 _M = cast(Table, Message.__table__)
 _T = cast(Table, ConversationTag.__table__)
-_MSG_COLS = (
+MESSAGE_COLUMNS = (  # in the order `messages_of` reads them
     _M.c.id, _M.c.conversation_id, _M.c.role, _M.c.text, _M.c.author, _M.c.created_at,
     _M.c.meta, _M.c.platform_id,
 )
@@ -691,7 +692,7 @@ _SET_MEMORY = (
 )
 _TOUCH_ONE = update(_C).where(_C.c.id == bindparam("b_id")).values(updated_at=bindparam("b_now"))
 _INSERT_MESSAGES = insert(_M).returning(_M.c.id, sort_by_parameter_order=True)
-_BY_PLATFORM = select(*_MSG_COLS).where(
+_BY_PLATFORM = select(*MESSAGE_COLUMNS).where(
     _M.c.conversation_id == bindparam("cid"),
     _M.c.source == bindparam("source"),
     _M.c.platform_id == bindparam("pid"),
@@ -699,7 +700,7 @@ _BY_PLATFORM = select(*_MSG_COLS).where(
 # Only the columns a turn's view is made of: each column read is a value converted (a JSON
 # document parsed, a timestamp made timezone-aware), on every turn.
 _TURN_UNUSED = {"customer_id", "token_hash", "inbox_thread", "lease_owner", "lease_until", "updated_at"}
-_TURN_INPUTS = (
+TURN_INPUTS = (
     select(
         *[c.label("c_" + c.name) for c in _C.c if c.name not in _TURN_UNUSED],
         *[c.label("u_" + c.name) for c in _U.c if c.name != "created_at"],
@@ -713,8 +714,8 @@ _TURN_INPUTS = (
     .select_from(_C.join(_U, _U.c.id == _C.c.customer_id))
     .where(_C.c.id == bindparam("cid"))
 )
-_LAST_MESSAGES = (
-    select(*_MSG_COLS)
+LAST_MESSAGES = (
+    select(*MESSAGE_COLUMNS)
     .where(
         _M.c.conversation_id == bindparam("cid"),
         _M.c.id <= bindparam("upto"),
@@ -723,9 +724,9 @@ _LAST_MESSAGES = (
     .order_by(_M.c.id.desc())
     .limit(bindparam("n"))
 )
-_TOKEN = select(_C.c.token_hash, _C.c.state).where(_C.c.id == bindparam("cid"))
-_PAGE = (
-    select(*_MSG_COLS)
+TOKEN = select(_C.c.token_hash, _C.c.state).where(_C.c.id == bindparam("cid"))
+PAGE = (
+    select(*MESSAGE_COLUMNS)
     .where(
         _M.c.conversation_id == bindparam("cid"),
         _M.c.id > bindparam("after"),
@@ -745,6 +746,17 @@ def _insert_once(dialect: str) -> Any:
             index_elements=["conversation_id", "source", "platform_id"]
         ).returning(_M.c.id, _M.c.conversation_id, _M.c.source, _M.c.platform_id)
     return stmt
+
+
+def messages_of(rows: Iterable[Sequence[Any]]) -> list[MessageView]:
+    """Rows of `MESSAGE_COLUMNS`, in that order, as views."""
+    return [
+        MessageView(
+            id=r[0], conversation_id=r[1], role=r[2], text=r[3], author=r[4], created_at=r[5],
+            meta=dict(r[6] or {}), platform_id=r[7],
+        )
+        for r in rows
+    ]
 
 
 def row_view(row: Any) -> MessageView:
@@ -845,10 +857,12 @@ class TurnInputs:
 async def turn_inputs(conn: AsyncConnection, conversation_id: int) -> TurnInputs | None:
     """The conversation, its customer and tags, and its oldest unanswered shopper message with how
     many wait: one statement."""
-    row = (await conn.execute(_TURN_INPUTS, {"cid": conversation_id})).first()
-    if row is None:
-        return None
-    m = row._mapping
+    row = (await conn.execute(TURN_INPUTS, {"cid": conversation_id})).first()
+    return turn_inputs_of(row._mapping) if row is not None else None
+
+
+def turn_inputs_of(m: Mapping[Any, Any]) -> TurnInputs:
+    """A row of `TURN_INPUTS`, by its columns' names, as the turn's inputs."""
     tags = tuple(sorted(m["tags"].split("\n"))) if m["tags"] else ()
     customer = CustomerView(
         id=m["u_id"],
@@ -886,12 +900,12 @@ async def last_messages(
     conn: AsyncConnection, conversation_id: int, upto: int, n: int
 ) -> list[MessageView]:
     """The `n` latest messages up to `upto` (notes left out), oldest first."""
-    rows = await conn.execute(_LAST_MESSAGES, {"cid": conversation_id, "upto": upto, "n": n})
-    return [row_view(r) for r in rows][::-1]
+    rows = await conn.execute(LAST_MESSAGES, {"cid": conversation_id, "upto": upto, "n": n})
+    return messages_of(rows)[::-1]
 
 
 async def token_state(conn: AsyncConnection, conversation_id: int) -> tuple[str | None, str] | None:
-    row = (await conn.execute(_TOKEN, {"cid": conversation_id})).first()
+    row = (await conn.execute(TOKEN, {"cid": conversation_id})).first()
     return (row.token_hash, row.state) if row is not None else None
 
 
@@ -899,5 +913,5 @@ async def page_after(
     conn: AsyncConnection, conversation_id: int, after: int, n: int
 ) -> list[MessageView]:
     """Up to `n` messages after `after`, oldest first, notes left out (a client's catch-up)."""
-    rows = await conn.execute(_PAGE, {"cid": conversation_id, "after": after, "n": n})
-    return [row_view(r) for r in rows]
+    rows = await conn.execute(PAGE, {"cid": conversation_id, "after": after, "n": n})
+    return messages_of(rows)
