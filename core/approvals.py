@@ -28,7 +28,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.lifecycle import CommandResult, Core, CoreError, UnknownConversation
@@ -111,6 +111,14 @@ def _view(row: PreparedAction) -> PreparedView:
     )
 
 
+_PREPARED = cast(Table, PreparedAction.__table__)
+_EXPIRE_UNDECIDED = (
+    update(_PREPARED)
+    .where(_PREPARED.c.conversation_id == bindparam("cid"), _PREPARED.c.state == UNDECIDED)
+    .values(state="expired")
+)
+
+
 class Approvals:
     def __init__(self, core: Core, config: StoreConfig, writer: StoreWriter) -> None:
         self.core = core
@@ -123,12 +131,8 @@ class Approvals:
         """In the handoff's transaction: a row for each action the agent prepared (numbered on
         from the conversation's earlier ones), its idempotency key rendered now so every
         attempt sends the same one; earlier undecided ones are no longer offered."""
-        await s.execute(
-            update(PreparedAction)
-            .execution_options(synchronize_session=False)
-            .where(PreparedAction.conversation_id == conv.id, PreparedAction.state == UNDECIDED)
-            .values(state="expired")
-        )
+        conn = await s.connection()  # a table statement, built once: no ORM compile per handoff
+        await conn.execute(_EXPIRE_UNDECIDED, {"cid": conv.id})
         context = dict(conv.context or {})
         entries = [dict(e) for e in context.get("prepared") or [] if isinstance(e, dict)]
         if not entries:

@@ -642,12 +642,7 @@ class Core:
         for tag in dict.fromkeys(h.tags):
             self.metrics.handoffs.labels(tag).inc()
         await s.flush()
-        last = await s.scalar(
-            select(Message.id)
-            .where(Message.conversation_id == conv.id)
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
+        last = await repo.last_message_id(s, conv.id)
         if conv.inbox_ref:
             # Handed off again after a hand-back: same thread, refreshed, then what happened since.
             self._enqueue(s, conv, outbox.thread_update(), priority=h.priority)
@@ -677,13 +672,7 @@ class Core:
     @staticmethod
     async def _mark_handled(s: AsyncSession, msg_id: int) -> bool:
         """Take the message as answered, once: False if another turn already did."""
-        res = await s.execute(
-            update(Message)
-            .execution_options(synchronize_session=False)
-            .where(Message.id == msg_id, Message.handled.is_(False))
-            .values(handled=True)
-        )
-        return affected(res) == 1
+        return await repo.mark_handled(s, msg_id)
 
     async def _relay_to_inbox(self, conversation_id: int, msg_id: int) -> None:
         async with self.sessions() as s, s.begin():

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import outbox
@@ -43,6 +43,15 @@ log = logging.getLogger("handoff.waiting")
 CLAIMS_TTL = 30.0  # seconds a routing's recent claims are reused
 
 
+_C = cast(Table, Conversation.__table__)
+_T = cast(Table, ConversationTag.__table__)
+_QUEUED = (
+    select(_C.c.id, _C.c.priority, _C.c.handed_off_at, _T.c.tag)
+    .outerjoin(_T, _T.c.conversation_id == _C.c.id)
+    .where(_C.c.state == "queued")
+)
+
+
 class Waiting:
     def __init__(self, core: Core, config: StoreConfig) -> None:
         self.core = core
@@ -55,18 +64,8 @@ class Waiting:
 
     async def _queued(self, s: AsyncSession) -> list[tuple[int, int, datetime | None, str]]:
         """Every unclaimed handoff: (id, priority, handed off at, routing)."""
-        rows = (
-            await s.execute(
-                select(
-                    Conversation.id,
-                    Conversation.priority,
-                    Conversation.handed_off_at,
-                    ConversationTag.tag,
-                )
-                .outerjoin(ConversationTag, ConversationTag.conversation_id == Conversation.id)
-                .where(Conversation.state == "queued")
-            )
-        ).all()
+        conn = await s.connection()  # built once, no ORM: every handoff reads the whole queue
+        rows = (await conn.execute(_QUEUED)).all()
         tags: dict[int, list[str]] = defaultdict(list)
         meta: dict[int, tuple[int, datetime | None]] = {}
         for cid, priority, at, tag in rows:

@@ -679,6 +679,10 @@ _HANDLE = (
     .values(handled=True)
     .returning(_M.c.id)
 )
+_HANDLE_ONE = (
+    update(_M).where(_M.c.id == bindparam("mid"), _M.c.handled.is_(False)).values(handled=True)
+)
+_LAST_ID = select(func.max(_M.c.id)).where(_M.c.conversation_id == bindparam("cid"))
 _LOCK = (
     select(_C.c.id, _C.c.state, _C.c.channel, _C.c.priority, _C.c.handed_off_at)
     .where(_C.c.id.in_(_ids()))
@@ -825,6 +829,18 @@ async def take_unhandled(session: AsyncSession, message_ids: list[int]) -> set[i
     """Mark the messages answered, each once: the ids this call took (not already taken)."""
     conn = await session.connection()
     return set((await conn.execute(_HANDLE, {"ids": sorted(message_ids)})).scalars())
+
+
+async def mark_handled(session: AsyncSession, message_id: int) -> bool:
+    """Take one message as answered, once: False if another turn already did."""
+    conn = await session.connection()
+    return affected(await conn.execute(_HANDLE_ONE, {"mid": message_id})) == 1
+
+
+async def last_message_id(session: AsyncSession, conversation_id: int) -> int | None:
+    """The conversation's newest message id (flush what the session added first)."""
+    conn = await session.connection()
+    return cast(int | None, (await conn.execute(_LAST_ID, {"cid": conversation_id})).scalar())
 
 
 async def lock_states(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
