@@ -98,7 +98,8 @@ class HotReads:
     ) -> tuple[repo.TurnInputs, list[MessageView]] | None:
         """What a turn starts from, or None when no shopper message waits: the conversation with
         its oldest waiting message and, when the agent will answer it (the conversation is the
-        agent's), the `last` messages up to that one, oldest first (notes left out)."""
+        agent's), the `last` messages up to that one, oldest first (notes left out, and their
+        `meta` too: see `repo.LAST_MESSAGES`)."""
         d = self._direct
         if d is None:
             async with self._connection() as conn:

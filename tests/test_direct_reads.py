@@ -131,7 +131,10 @@ async def test_direct_reads_return_what_the_engine_returns(
     assert inputs.view.customer.tier == "vip"
     assert inputs.unhandled == 2
     assert [m.role for m in history] == ["shopper", "agent", "human", "shopper"]
-    assert history[-1].id == inputs.first_unhandled and history[-1].meta == {"client_id": "c2"}
+    assert history[-1].id == inputs.first_unhandled and history[-1].text == "Can I cancel it?"
+    assert all(m.meta == {} for m in history)  # an agent reads who said what, not the meta
+    page = await reads.page_after(ids[0], 0, 100)  # a client's catch-up carries it
+    assert [m.meta for m in page if m.role == "agent"] == [{"sources": ["shipping.md"]}]
     await reads.close()
 
 
