@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domain.ports import STATES, ConversationView, CustomerView, MessageView
-from storage import direct
 from storage.db import affected
 from storage.models import (
     Conversation,
@@ -783,11 +782,7 @@ def row_view(row: Any) -> MessageView:
 async def touch_conversations(session: AsyncSession, ids: set[int], now: datetime) -> set[int]:
     """Mark the conversations as just active; the ids of those that exist."""
     conn = await session.connection()
-    params = {"ids": sorted(ids), "b_now": now}
-    raw = await direct.sqlite_of(conn)
-    if raw is not None:
-        return {r.id for r in direct.statement(_TOUCH, conn.dialect).run(raw, params)}
-    return set((await conn.execute(_TOUCH, params)).scalars())
+    return set((await conn.execute(_TOUCH, {"ids": sorted(ids), "b_now": now})).scalars())
 
 
 async def insert_messages_once(
@@ -802,13 +797,10 @@ async def insert_messages_once(
     keyed = [i for i, r in enumerate(rows) if r.get("platform_id") is not None]
     if keyed:
         stmt = _insert_once(conn.dialect.name)
-        given = [rows[i] for i in keyed]
-        raw = await direct.sqlite_of(conn)
-        if raw is not None:
-            found = direct.statement(stmt, conn.dialect, list(given[0])).insert_rows(raw, given)
-        else:
-            found = list(await conn.execute(stmt, given))
-        made = {(r.conversation_id, r.source, r.platform_id): r.id for r in found}
+        made = {
+            (r.conversation_id, r.source, r.platform_id): r.id
+            for r in await conn.execute(stmt, [rows[i] for i in keyed])
+        }
         for i in keyed:
             r = rows[i]
             out[i] = made.get((r["conversation_id"], r["source"], r["platform_id"]))
@@ -833,27 +825,13 @@ async def message_by_platform_id(
 async def insert_messages(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
     """New messages (all with the same keys), their ids in the rows' order: one statement."""
     conn = await session.connection()
-    raw = await direct.sqlite_of(conn)
-    if raw is not None:
-        # SQLite numbers a statement's new rows in the order of its VALUES (an integer primary
-        # key without AUTOINCREMENT takes the largest id plus one): sorted, the ids are the rows'
-        # order, as SQLAlchemy's sort_by_parameter_order takes them on SQLite too.
-        found = direct.statement(_INSERT_MESSAGES, conn.dialect, list(rows[0])).insert_rows(raw, rows)
-        ids = sorted(r.id for r in found)
-        if len(ids) != len(rows):
-            raise RuntimeError(f"inserted {len(rows)} messages, {len(ids)} ids came back")
-        return ids
     return list((await conn.execute(_INSERT_MESSAGES, rows)).scalars())
 
 
 async def take_unhandled(session: AsyncSession, message_ids: list[int]) -> set[int]:
     """Mark the messages answered, each once: the ids this call took (not already taken)."""
     conn = await session.connection()
-    params = {"ids": sorted(message_ids)}
-    raw = await direct.sqlite_of(conn)
-    if raw is not None:
-        return {r.id for r in direct.statement(_HANDLE, conn.dialect).run(raw, params)}
-    return set((await conn.execute(_HANDLE, params)).scalars())
+    return set((await conn.execute(_HANDLE, {"ids": sorted(message_ids)})).scalars())
 
 
 async def mark_handled(session: AsyncSession, message_id: int) -> bool:
@@ -872,11 +850,7 @@ async def lock_states(session: AsyncSession, ids: set[int]) -> dict[int, Any]:
     """The conversations' state, channel, priority and handoff time, locked for the transaction
     (PostgreSQL; SQLite has one writer), in id order so two writers never wait on each other."""
     conn = await session.connection()
-    params = {"ids": sorted(ids)}
-    raw = await direct.sqlite_of(conn)
-    if raw is not None:
-        return {r.id: r for r in direct.statement(_LOCK, conn.dialect).run(raw, params)}
-    return {r.id: r for r in await conn.execute(_LOCK, params)}
+    return {r.id: r for r in await conn.execute(_LOCK, {"ids": sorted(ids)})}
 
 
 async def set_memories(
@@ -886,14 +860,10 @@ async def set_memories(
     conn = await session.connection()
     with_memory = [{"b_id": i, "b_memory": m, "b_now": now} for i, m in memories if m is not None]
     without = [{"b_id": i, "b_now": now} for i, m in memories if m is None]
-    raw = await direct.sqlite_of(conn)
-    for stmt, params in ((_SET_MEMORY, with_memory), (_TOUCH_ONE, without)):
-        if not params:
-            continue
-        if raw is not None:
-            direct.statement(stmt, conn.dialect).run_many(raw, params)
-        else:
-            await conn.execute(stmt, params)
+    if with_memory:
+        await conn.execute(_SET_MEMORY, with_memory)
+    if without:
+        await conn.execute(_TOUCH_ONE, without)
 
 
 @dataclass
