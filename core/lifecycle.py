@@ -615,28 +615,29 @@ class Core:
                 tokens_out=turn.tokens_out,
                 latency_ms=turn.latency_ms,
             )
-        await self._handoff(s, conv, turn.handoff, upto=None)
-        if wait:
-            conv.context = {**conv.context, "wait": wait}
+        await self._handoff(s, conv, turn.handoff, {"wait": wait} if wait else {})
         return True
 
     async def _handoff(
-        self, s: AsyncSession, conv: Conversation, h: Handoff, upto: int | None
+        self, s: AsyncSession, conv: Conversation, h: Handoff, context: dict[str, Any]
     ) -> None:
+        """`context`: kept beside the handoff's own (what the shopper was promised)."""
+        # The tags first, while nothing else of this change waits to be written: reading the
+        # current tags flushes what is pending, and all the rest then goes in one flush below.
+        sale = h.sale or conv.sale
+        await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent", sale=sale)
         old = conv.state
         conv.state = "queued"
         conv.owner = None
         conv.priority = h.priority
         conv.reason = h.reason
         conv.summary = h.summary
-        conv.context = repo.json_safe(h.context)
-        if h.sale:
-            conv.sale = h.sale
+        conv.context = {**repo.json_safe(h.context), **context}
+        conv.sale = sale
         conv.handed_off_at = self.clock.now()
         await repo.add_state_event(
             s, conv, "state", old, "queued", "agent", h.reason, at=conv.handed_off_at
         )
-        await repo.set_tags(s, conv, list(dict.fromkeys(h.tags)), [], "agent")
         if self.approvals is not None:
             await self.approvals.store(s, conv)
         for tag in dict.fromkeys(h.tags):

@@ -300,8 +300,12 @@ async def set_tags(
     add: list[str],
     remove: list[str],
     actor: str,
+    *,
+    sale: str | None = None,
 ) -> tuple[list[str], list[str]]:
-    """Apply tag changes with a tag event each; returns what actually changed."""
+    """Apply tag changes with a tag event each (counted for `sale`, else the conversation's);
+    returns what actually changed."""
+    sale = sale or conv.sale
     current = set(await tags_of(session, conv.id))
     added, removed = [], []
     for tag in add:
@@ -309,7 +313,7 @@ async def set_tags(
             session.add(ConversationTag(conversation_id=conv.id, tag=tag))
             session.add(
                 TagEvent(
-                    conversation_id=conv.id, tag=tag, action="add", actor=actor, sale=conv.sale
+                    conversation_id=conv.id, tag=tag, action="add", actor=actor, sale=sale
                 )
             )
             current.add(tag)
@@ -323,7 +327,7 @@ async def set_tags(
             )
             session.add(
                 TagEvent(
-                    conversation_id=conv.id, tag=tag, action="remove", actor=actor, sale=conv.sale
+                    conversation_id=conv.id, tag=tag, action="remove", actor=actor, sale=sale
                 )
             )
             current.discard(tag)
