@@ -537,7 +537,9 @@ class Core:
                     await hook(view)
         started = time.monotonic()
         try:
-            turn = await asyncio.wait_for(self.agent.respond(view, hist), self.agent_timeout)
+            # A deadline on this task, not a task of its own per turn (as wait_for makes).
+            async with asyncio.timeout(self.agent_timeout):
+                turn = await self.agent.respond(view, hist)
         except Exception as exc:  # the shopper never waits on a dead agent
             log.warning("agent failed on #%s: %r", conversation_id, exc)
             turn = Turn(
