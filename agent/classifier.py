@@ -21,6 +21,7 @@ import copy
 import hashlib
 import re
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -48,7 +49,9 @@ TOL = 1e-4
 MAX_ITER = 1000
 
 _EMAIL = re.compile(r"[\w.%+-]+@[\w.-]+\.[a-z]{2,}")
-_CODE = re.compile(r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b")
+_CODE = re.compile(
+    r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b"
+)
 _NUMBER = re.compile(r"[$€£]?\d+(?:[.,:]\d+)*\s?[%€$£]?")
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+|\s+-+\s+(?!\d)|(?<=[!?])(?=[A-Za-z¿¡])")
@@ -83,7 +86,9 @@ _NEGATORS = frozenset(
     "not no never nothing nobody without nicht kein keine keinen nie nichts niemand nunca nada "
     "nadie ni ne pas jamais rien personne niet geen nooit niets niemand".split()
 )
-_SCOPE_END = re.compile(r"[.,;:!?()]|\b(just|only|but|nur|sondern|solo|sino|juste|seulement|alleen|maar)\b")
+_SCOPE_END = re.compile(
+    r"[.,;:!?()]|\b(just|only|but|nur|sondern|solo|sino|juste|seulement|alleen|maar)\b"
+)
 _TOKEN = re.compile(r"[.,;:!?()]|[^\s.,;:!?()]+")
 
 
@@ -163,9 +168,7 @@ def _read_shipped(paths: Sequence[Path]) -> dict[str, IntentSpec]:
 _SHIPPED: dict[tuple[tuple[str, int, int], ...], tuple[IntentSpec, ...]] = {}
 
 
-def merge_intents(
-    shipped: dict[str, IntentSpec], store: dict[str, Any] | None
-) -> list[IntentSpec]:
+def merge_intents(shipped: dict[str, IntentSpec], store: dict[str, Any] | None) -> list[IntentSpec]:
     """The store's `intents:` on top of the shipped set: examples are added to an intent of the
     same name, a description or threshold replaces the shipped one, a new name is a new intent.
     `replace_examples: true` drops the shipped examples of that intent."""
@@ -233,7 +236,14 @@ class IntentClassifier:
         from scipy import sparse
         from threadpoolctl import threadpool_limits
 
-        from agent.textmodel import Tfidf, char_wb_grams, fit_logistic, word_grams
+        from agent.textmodel import (
+            Tfidf,
+            char_wb_grams,
+            fit_logistic,
+            padded_words,
+            word_char_grams,
+            word_grams,
+        )
 
         if not any(s.name == NONE for s in specs):
             raise ValueError(f"the intents need a '{NONE}' class: what is no request at all")
@@ -268,6 +278,13 @@ class IntentClassifier:
             self._parts.append((t.analyzer, t.vocabulary, t.idf, coef[:, offset : offset + n]))
             offset += n
         self._coef_vec = coef[:, offset:] if self._wl is not None else None
+        # A word's character n-grams as vocabulary columns, per word: a sentence's n-grams are its
+        # words' in turn, and shoppers' words repeat from message to message (their sentences do
+        # not). Shared by the copies `trained` hands out: it depends on the vocabulary only.
+        self._word_columns: dict[str, tuple[int, ...]] = {}
+        self._char_analyzer = char_wb_grams
+        self._split_words = padded_words
+        self._word_grams = word_char_grams
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, float, tuple[str, ...], tuple[str, ...]]] = {}
 
@@ -279,23 +296,55 @@ class IntentClassifier:
     def names(self) -> list[str]:
         return list(self.specs)
 
+    def _embed_one(self, prepared: str) -> np.ndarray:
+        """`_embed([prepared])[0]` without WordLlama's batch machinery (a third of a sentence's
+        cost): one text needs no padding, so its mean token vector is a plain sum in float32, as
+        `WordLlamaInference.embed` computes it, divided by the token count."""
+        wl = self._wl
+        table = wl.embedding
+        ids = np.array(
+            wl.tokenizer.encode(prepared.replace("not_", ""), add_special_tokens=False).ids,
+            dtype=np.int32,
+        )
+        np.clip(ids, 0, table.shape[0] - 1, out=ids)
+        pooled = table[ids].sum(axis=0, dtype=np.float32) / np.float32(max(len(ids), 1))
+        e = pooled.astype(np.float64)[None, :]
+        return (self._vector_weight * e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9))[0]
+
+    def _char_columns(self, prepared: str, vocab: dict[str, int]) -> list[int]:
+        """The vocabulary columns of `char_wb_grams(prepared)` in order (unknown n-grams left
+        out), looked up per word."""
+        cache = self._word_columns
+        out: list[int] = []
+        grams = self._word_grams
+        for w in self._split_words(prepared):
+            cols = cache.get(w)
+            if cols is None:
+                cols = tuple(i for i in map(vocab.get, grams(w)) if i is not None)
+                if len(cache) >= 50000:
+                    cache.clear()
+                cache[w] = cols
+            out += cols
+        return out
+
     def _logits(self, prepared: str) -> np.ndarray:
         out = self._intercept.copy()
         for analyzer, vocab, idf, coef in self._parts:
-            counts: dict[int, int] = {}
-            for gram in analyzer(prepared):
-                i = vocab.get(gram)
-                if i is not None:
-                    counts[i] = counts.get(i, 0) + 1
-            if not counts:
+            if analyzer is self._char_analyzer:
+                columns = self._char_columns(prepared, vocab)
+            else:
+                columns = [i for i in map(vocab.get, analyzer(prepared)) if i is not None]
+            if not columns:
                 continue
+            # Each column once, in the order first seen: the order the weights are summed in.
+            counts = Counter(columns)
             idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
             w = (np.log(tf) + 1.0) * idf[idx]
             w /= np.sqrt(w @ w)
             out += coef[:, idx] @ w
         if self._coef_vec is not None:
-            out += self._coef_vec @ self._embed([prepared])[0]
+            out += self._coef_vec @ self._embed_one(prepared)
         return out
 
     def proba(self, text: str) -> np.ndarray:

@@ -32,16 +32,26 @@ def char_wb_grams(text: str, lo: int = 2, hi: int = 5) -> list[str]:
     """Character n-grams inside word bounds, each word padded with a space: scikit-learn's
     `char_wb` analyzer (lower-cased, n-grams of a word shorter than n counted once)."""
     out: list[str] = []
-    add = out.append
-    for w in _WHITE_SPACES.sub(" ", text.lower()).split():
-        w = f" {w} "
-        size = len(w)
-        for n in range(lo, hi + 1):
-            if size <= n:
-                add(w)
-                break
-            for i in range(size - n + 1):
-                add(w[i : i + n])
+    for w in padded_words(text):
+        out += word_char_grams(w, lo, hi)
+    return out
+
+
+def padded_words(text: str) -> list[str]:
+    """The words `char_wb_grams` takes its n-grams from, lower-cased and padded with a space:
+    the n-grams of a text are those of its words in turn, so a caller may look them up per word."""
+    return [f" {w} " for w in _WHITE_SPACES.sub(" ", text.lower()).split()]
+
+
+def word_char_grams(w: str, lo: int = 2, hi: int = 5) -> list[str]:
+    """The `char_wb` n-grams of one padded word (from `padded_words`), in `char_wb_grams`' order."""
+    out: list[str] = []
+    size = len(w)
+    for n in range(lo, hi + 1):
+        if size <= n:
+            out.append(w)
+            break
+        out += [w[i : i + n] for i in range(size - n + 1)]
     return out
 
 
@@ -138,7 +148,9 @@ def fit_logistic(
         e = np.exp(z - zmax)
         se = e.sum(axis=1, keepdims=True)
         lse = np.log(se) + zmax
-        loss = float(((lse - z) * onehot).sum(axis=1) @ sw) / sw_sum + 0.5 * l2 * float(w.ravel() @ w.ravel())
+        loss = float(((lse - z) * onehot).sum(axis=1) @ sw) / sw_sum + 0.5 * l2 * float(
+            w.ravel() @ w.ravel()
+        )
         g = (e / se - onehot) * scale
         grad = np.empty_like(theta)
         gw = grad[: d * k].reshape(d, k)
@@ -218,8 +230,17 @@ def lbfgsb(
             raise StopIteration
 
     res = minimize(
-        fg, x0, method="L-BFGS-B", jac=True, callback=stop,
-        options={"maxiter": max_iter, "maxls": 50, "gtol": tol, "ftol": 64 * np.finfo(float).eps,
-                 "maxcor": memory},
+        fg,
+        x0,
+        method="L-BFGS-B",
+        jac=True,
+        callback=stop,
+        options={
+            "maxiter": max_iter,
+            "maxls": 50,
+            "gtol": tol,
+            "ftol": 64 * np.finfo(float).eps,
+            "maxcor": memory,
+        },
     )
     return res.x
