@@ -86,8 +86,10 @@ _NEGATORS = frozenset(
     "not no never nothing nobody without nicht kein keine keinen nie nichts niemand nunca nada "
     "nadie ni ne pas jamais rien personne niet geen nooit niets niemand".split()
 )
-_SCOPE_END = re.compile(
-    r"[.,;:!?()]|\b(just|only|but|nur|sondern|solo|sino|juste|seulement|alleen|maar)\b"
+# A token is one punctuation mark or a run without any, so a scope ends at a token that is
+# exactly one of these (a set look-up, not a regular expression per token).
+_SCOPE_END = frozenset(
+    ". , ; : ! ? ( ) just only but nur sondern solo sino juste seulement alleen maar".split()
 )
 _TOKEN = re.compile(r"[.,;:!?()]|[^\s.,;:!?()]+")
 
@@ -96,7 +98,7 @@ def _mark_negation(text: str) -> str:
     out: list[str] = []
     scope = 0
     for tok in _TOKEN.findall(text):
-        if _SCOPE_END.fullmatch(tok):
+        if tok in _SCOPE_END:
             scope = 0
             out.append(tok)
         elif tok in _NEGATORS:

@@ -47,19 +47,30 @@ def fold(text: str) -> str:
     return text.lower()
 
 
+_CONTRACTED = re.compile(r"\b(can't|cannot|won't|shan't|ain't)\b")
+_I_WOULD = re.compile(r"\bi'd\b")
+_NOT = re.compile(r"n't\b")
+_SUFFIXED = re.compile(r"'(re|ve|ll|d|m)\b")
+_UNAPOSTROPHED = re.compile(
+    r"\b(dont|didnt|doesnt|cant|wont|isnt|wasnt|havent|hasnt|couldnt|wouldnt)\b"
+)
+_UNAPOSTROPHED_NOT = {"cant": "can not", "wont": "will not"}
+
+
 def expand_contractions(text: str) -> str:
-    text = re.sub(
-        r"\b(can't|cannot|won't|shan't|ain't)\b", lambda m: CONTRACTIONS[m.group(1)], text
-    )
-    text = re.sub(r"\bi'd\b", "i would", text)
-    text = re.sub(r"n't\b", " not", text)
-    text = re.sub(r"'(re|ve|ll|d|m)\b", lambda m: CONTRACTIONS["'" + m.group(1)], text)
+    # Precompiled, and each pattern skipped when the text lacks a string every match of it holds
+    # (most chat has no apostrophe): the same result, and normalising runs several times a turn.
+    if "'" in text or "cannot" in text:
+        text = _CONTRACTED.sub(lambda m: CONTRACTIONS[m.group(1)], text)
+    if "'" in text:
+        text = _I_WOULD.sub("i would", text)
+        text = _NOT.sub(" not", text)
+        text = _SUFFIXED.sub(lambda m: CONTRACTIONS["'" + m.group(1)], text)
     # Common apostrophe-less spellings in chat.
-    text = re.sub(
-        r"\b(dont|didnt|doesnt|cant|wont|isnt|wasnt|havent|hasnt|couldnt|wouldnt)\b",
-        lambda m: {"cant": "can not", "wont": "will not"}.get(m.group(1), m.group(1)[:-2] + " not"),
-        text,
-    )
+    if "nt" in text:
+        text = _UNAPOSTROPHED.sub(
+            lambda m: _UNAPOSTROPHED_NOT.get(m.group(1), m.group(1)[:-2] + " not"), text
+        )
     return text
 
 
@@ -67,8 +78,12 @@ def normalize(text: str) -> str:
     return expand_contractions(fold(text))
 
 
+_TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*|%|[?!.,;]")
+_CONTENT_WORD = re.compile(r"[a-z][a-z0-9]+")
+
+
 def tokens(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*|%|[?!.,;]", normalize(text))
+    return _TOKEN.findall(normalize(text))
 
 
 # Shop-support paraphrases: what shoppers say -> words a store's help pages use. Generic to
@@ -99,7 +114,7 @@ def content_words(text: str, expand: bool = False) -> list[str]:
     """Words worth searching for: no stopwords, no bare numbers; two-letter words kept (UK, EU)."""
     norm = normalize(text)
     out = []
-    for w in re.findall(r"[a-z][a-z0-9]+", norm):
+    for w in _CONTENT_WORD.findall(norm):
         if w in STOPWORDS or len(w) < 2:
             continue
         out.append(w)
