@@ -57,7 +57,53 @@ INJECTION = re.compile(
 SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|\s+[-–—]\s+|;\s+")
 WORD = re.compile(r"[a-zß][a-z0-9ß'-]*[a-z0-9ß]|[a-z]")
 NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
-_PARAPHRASES = [(re.compile(p), extra) for p, extra in PARAPHRASES]
+
+
+def _starts(items: list[tuple[object, object]]) -> set[str] | None:
+    """Strings one of which every match of a parsed pattern begins with; None when not known."""
+    from re import _constants as sre  # type: ignore[attr-defined]
+
+    prefix = ""
+    for op, av in items:
+        if op is sre.AT:  # \b, ^: zero width
+            continue
+        if op is sre.LITERAL:
+            prefix += chr(av)  # type: ignore[arg-type]
+            continue
+        if op is sre.BRANCH:
+            alts = [_starts(list(b)) for b in av[1]]  # type: ignore[index]
+            if any(a is None for a in alts):
+                break
+            return {prefix + x for a in alts if a is not None for x in a}
+        if op is sre.SUBPATTERN:
+            _, add_flags, del_flags, sub = av  # type: ignore[misc]
+            inner = None if add_flags or del_flags else _starts(list(sub))
+            if inner is None:
+                break
+            return {prefix + x for x in inner}
+        break
+    return {prefix} if prefix else None
+
+
+def required_starts(pattern: str) -> tuple[str, ...] | None:
+    """Literal strings (from its parse) one of which every match of `pattern` begins with, so a
+    text holding none of them cannot match; None when the pattern does not say (or Python's
+    parser is not the one known here)."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        tree = _parser.parse(pattern)
+        if tree.state.flags & (re.IGNORECASE | re.VERBOSE):
+            return None
+        found = _starts(list(tree))
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    return tuple(sorted(found)) if found else None
+
+
+# Each pattern with the strings a match must begin with: a message holding none of them skips the
+# pattern's search (a few dozen patterns, a handful of which a message uses).
+_PARAPHRASES = [(re.compile(p), extra, required_starts(p)) for p, extra in PARAPHRASES]
 # Words spelled out in the paraphrase patterns ("send", "back", "arriv"): a matched word starting
 # with one of them is the phrase's own wording.
 _LITERALS = frozenset(
@@ -243,7 +289,9 @@ def _paraphrased(sentences: list[Sentence]) -> tuple[list[list[tuple[str, ...]]]
         starts.append(starts[-1] + len(e) + 1)
     found: list[list[tuple[str, ...]]] = [[] for _ in sentences]
     kept: list[list[str]] = [[] for _ in sentences]
-    for pattern, extra in _PARAPHRASES:
+    for pattern, extra, begins in _PARAPHRASES:
+        if begins is not None and not any(b in joined for b in begins):
+            continue
         if pattern.search(joined) is None:
             continue
         for m in pattern.finditer(joined):

@@ -97,7 +97,11 @@ def answer(kb: KnowledgeBase, question: str) -> Passage | None:
     ("question", "source", "says"),
     [
         ("can I still send something back I haven't used?", "returns.md", "45 days"),
-        ("how soon does the money come back after you get my parcel?", "returns.md", "6 working days"),
+        (
+            "how soon does the money come back after you get my parcel?",
+            "returns.md",
+            "6 working days",
+        ),
         ("what does it cost to post an order to Germany?", "delivery.md", "€6.00"),
         ("is it possible to pay a month later?", "payment.md", "30 days"),
         ("my brakes stopped working after a year, is that covered?", "warranty.html", "2 years"),
@@ -251,10 +255,16 @@ def test_example_store_sizes_question_quotes_header_and_row() -> None:
             "45 days",
         ),
         # "am I stuck with it" asks whether it can go back
-        ("the new gloves make my hands sweat. Am I stuck with them or can they go back?", "returns.md", "45 days"),
+        (
+            "the new gloves make my hands sweat. Am I stuck with them or can they go back?",
+            "returns.md",
+            "45 days",
+        ),
     ],
 )
-def test_shop_words_read_in_their_sense(kb: KnowledgeBase, question: str, source: str, says: str) -> None:
+def test_shop_words_read_in_their_sense(
+    kb: KnowledgeBase, question: str, source: str, says: str
+) -> None:
     hit = answer(kb, question)
     assert hit is not None, question
     assert hit.source == source
@@ -262,7 +272,7 @@ def test_shop_words_read_in_their_sense(kb: KnowledgeBase, question: str, source
 
 
 def test_a_phone_and_a_charger_bought_are_not_phoning_or_charges(tmp_path: Path) -> None:
-    """"phone" as the thing bought is no request to phone the shop, "charger" no charge: the
+    """ "phone" as the thing bought is no request to phone the shop, "charger" no charge: the
     dispatch question finds the dispatch passage, not the phone line's opening hours."""
     (tmp_path / "dispatch.md").write_text(
         "# Dispatch\n\nOrders paid before 15:00 on a working day leave our depot the same day; "
@@ -275,5 +285,47 @@ def test_a_phone_and_a_charger_bought_are_not_phoning_or_charges(tmp_path: Path)
         "# Fees\n\nWe charge no card fees; returns are free of charge.\n"
     )
     kb = KnowledgeBase.from_folder(tmp_path)
-    hit = answer(kb, "if I order a phone mount and a charger at 4pm on a Friday, does it leave the same day or on Monday?")
+    hit = answer(
+        kb,
+        "if I order a phone mount and a charger at 4pm on a Friday, does it leave the same day or on Monday?",
+    )
     assert hit is not None and hit.source == "dispatch.md"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "starts"),
+    [
+        (r"\bdeliver\w*", ("deliver",)),
+        (r"\bhow long\b|\bhow (?:soon|fast)\b", ("how fast", "how long", "how soon")),
+        (r"\bput (?:it|them)? ?on hold\b", ("put ",)),
+        (r"\bcoupon\w*|\b\d+ ?% off\b", None),  # a branch starting with a digit class
+        (r"(?i)\bdeliver", None),  # case-insensitive: a literal test would miss "Deliver"
+    ],
+)
+def test_paraphrase_search_skipped_only_when_it_cannot_match(
+    pattern: str, starts: tuple[str, ...] | None
+) -> None:
+    """A paraphrase pattern is searched only in a text holding a string every match begins with."""
+    from agent.query import required_starts
+
+    assert required_starts(pattern) == starts
+
+
+def test_every_shipped_paraphrase_match_begins_with_a_required_start() -> None:
+    import re
+
+    from agent.lexicon import PARAPHRASES
+    from agent.query import required_starts
+
+    text = (
+        "when will it be delivered, can i pay later or pay in a month? send it back, never arrived, "
+        "money back, how much are the fees and customs, how long, too small, is it legit, when does "
+        "it start, my basket, can you hold it, log in, a voucher or 10% off, where is it, uk, "
+        "expired, broken, wrong size, loyalty points, subscription, put it on hold, call you, "
+        "stuck with it, opening hours, sold out, warranty, invoice, instalments, euros, notify me, "
+        "change it, delete my account, pick it up, a gift"
+    )
+    for pattern, _ in PARAPHRASES:
+        starts = required_starts(pattern)
+        for m in re.finditer(pattern, text):
+            assert starts is None or any(m.group(0).startswith(s) for s in starts), pattern
