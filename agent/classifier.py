@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import re
 import threading
 from collections import Counter
@@ -301,17 +302,18 @@ class IntentClassifier:
     def _embed_one(self, prepared: str) -> np.ndarray:
         """`_embed([prepared])[0]` without WordLlama's batch machinery (a third of a sentence's
         cost): one text needs no padding, so its mean token vector is a plain sum in float32, as
-        `WordLlamaInference.embed` computes it, divided by the token count."""
+        `WordLlamaInference.embed` computes it, divided by the token count; the norm is
+        `np.linalg.norm`'s own sum for a row (its `axis` case), the ids are clipped in Python."""
         wl = self._wl
         table = wl.embedding
-        ids = np.array(
-            wl.tokenizer.encode(prepared.replace("not_", ""), add_special_tokens=False).ids,
-            dtype=np.int32,
-        )
-        np.clip(ids, 0, table.shape[0] - 1, out=ids)
+        top = table.shape[0] - 1
+        ids = wl.tokenizer.encode(prepared.replace("not_", ""), add_special_tokens=False).ids
+        if any(i > top for i in ids):  # unsigned: never below 0
+            ids = [min(i, top) for i in ids]
         pooled = table[ids].sum(axis=0, dtype=np.float32) / np.float32(max(len(ids), 1))
-        e = pooled.astype(np.float64)[None, :]
-        return (self._vector_weight * e / (np.linalg.norm(e, axis=1, keepdims=True) + 1e-9))[0]
+        e = pooled.astype(np.float64)
+        norm = math.sqrt(float(np.add.reduce(e * e)))
+        return self._vector_weight * e / (norm + 1e-9)
 
     def _char_columns(self, prepared: str, vocab: dict[str, int]) -> list[int]:
         """The vocabulary columns of `char_wb_grams(prepared)` in order (unknown n-grams left

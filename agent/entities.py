@@ -37,9 +37,7 @@ _CUED_DIGITS = re.compile(
 )
 _BARE_DIGITS = re.compile(r"(?<![\w@.,+$€£#/-])(?P<digits>\d{6,12})(?![\w@%€$£]|[.,]\d)")
 _REPAIR = str.maketrans({"l": "1", "I": "1", "o": "0", "O": "0"})
-_ORDER_CUE = re.compile(
-    r"order|bestell|pedido|commande|ordine|numéro|number|nummer", re.IGNORECASE
-)
+_ORDER_CUE = re.compile(r"order|bestell|pedido|commande|ordine|numéro|number|nummer", re.IGNORECASE)
 
 
 def extract(entity: Entity, text: str) -> list[str]:
@@ -78,9 +76,33 @@ class OrderNumbers:
     entity: Entity
     prefixes: set[str] = field(default_factory=set)
     lengths: set[int] = field(default_factory=set)
+    # What this turn already read: a turn reads its message several times (its actions, each
+    # sentence's order, the reply), mostly with the same prefixes known. Emptied by `forget`
+    # at the start of each turn, so a message is never read from an earlier one's work.
+    _read: dict[tuple[str, frozenset[str], str | None], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _matched: dict[str, list[tuple[tuple[int, int], str]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.prefixes |= {p.upper().strip("-# ") for p in self.entity.prefixes}
+
+    def forget(self) -> None:
+        """Drop what earlier readings found (called as a turn starts; they stay correct, this
+        only keeps them from piling up)."""
+        self._read.clear()
+        self._matched.clear()
+
+    def _strict(self, text: str) -> list[tuple[tuple[int, int], str]]:
+        """`_strict(self.entity, text)`, each text matched once per turn (read only)."""
+        hit = self._matched.get(text)
+        if hit is None:
+            if len(self._matched) >= 256:
+                self._matched.clear()
+            hit = self._matched[text] = _strict(self.entity, text)
+        return hit
 
     def learn(self, texts: Iterable[str]) -> None:
         """Prefixes and digit lengths from order numbers written in full in the store's own pages
@@ -91,12 +113,13 @@ class OrderNumbers:
                 if parts and _ORDER_CUE.search(text[max(0, start - 160) : start + 40]):
                     self.prefixes.add(parts[0])
                     self.lengths.add(len(parts[1]))
+        self.forget()
 
     def _canonical(self, prefix: str, digits: str) -> str:
         for candidate in (f"{prefix}-{digits}", f"{prefix}{digits}", f"{prefix} {digits}"):
-            found = extract(self.entity, candidate)
+            found = self._strict(candidate)
             if found:
-                return found[0]
+                return found[0][1]
         return f"{prefix}-{digits}"
 
     def _fits(self, digits: str) -> bool:
@@ -124,7 +147,7 @@ class OrderNumbers:
         """Every order number in `text`, canonical, in order of appearance. `context`: order
         numbers already known in this conversation (their prefixes count as known)."""
         if not self.entity.lenient:
-            return extract(self.entity, text)
+            return [v for _, v in self._strict(text)]
         known = set(self.prefixes)
         for value in context:
             parts = _split(value)
@@ -133,9 +156,19 @@ class OrderNumbers:
         # Digits alone: only with exactly one prefix to give them (the chat's own, else the store's).
         chat = [p for p in (_split(v) for v in context) if p]
         prefix = chat[-1][0] if chat else (next(iter(known)) if len(known) == 1 else None)
+        # The context counts only through these two, so a reading with the same is the same.
+        key = (text, frozenset(known), prefix)
+        hit = self._read.get(key)
+        if hit is None:
+            if len(self._read) >= 256:
+                self._read.clear()
+            hit = self._read[key] = tuple(self._extract(text, known, prefix))
+        return list(hit)
+
+    def _extract(self, text: str, known: set[str], prefix: str | None) -> list[str]:
         found: list[tuple[int, str]] = []
         taken: list[tuple[int, int]] = []
-        strict = _strict(self.entity, text)
+        strict = self._strict(text)
 
         def strict_at(span: tuple[int, int]) -> bool:
             return any(not (span[1] <= a or span[0] >= b) for (a, b), _ in strict)

@@ -57,7 +57,8 @@ def build_classifier(config: StoreConfig) -> IntentClassifier:
 # one", "die zweite", "la última"): the shopper's duplicate order is one problem order, not two.
 _ARTICLE = r"\b(?:the|that|this|die|der|das|den|dem|el|la|lo|le|de|het|il|o|a|l')\s*"
 _FIRST = re.compile(
-    _ARTICLE + r"(first|1st|erste[nrms]?|primer[oa]?|premi[eè]re?|eerste|primo|primeir[oa]|f[öo]rsta)\b"
+    _ARTICLE
+    + r"(first|1st|erste[nrms]?|primer[oa]?|premi[eè]re?|eerste|primo|primeir[oa]|f[öo]rsta)\b"
 )
 _LAST = re.compile(
     _ARTICLE + r"(second|2nd|last|latest|newer|newest|duplicate|zweite[nrms]?|letzte[nrms]?|"
@@ -184,6 +185,8 @@ class OfflineAgent:
     ) -> TurnState:
         """Read the latest shopper message, run the actions it triggers, evaluate the rules.
         `intents`: the message's intents as a model classified them (else the classifier's)."""
+        for reader in self.readers.values():
+            reader.forget()  # a new message: nothing read for an earlier one is reused
         mem = {**new_memory(), **copy_memory(conversation.memory or {})}
         shopper = [m for m in history if m.role == "shopper"]
         text = shopper[-1].text if shopper else ""
@@ -274,7 +277,8 @@ class OfflineAgent:
         # A failed order lookup leaves the shopper's question open: hand off. A failed tier
         # lookup only costs the routing hint, so the agent carries on.
         failed = [
-            a for a in state.actions_run
+            a
+            for a in state.actions_run
             if a["status"] == "error" and self.config.actions[a["action"]].fact == "orders"
         ]
         if failed:
@@ -308,7 +312,11 @@ class OfflineAgent:
             if self._defer(state.decision, state.mem, turn):
                 # Asking for the order number first: a question the pages answer ("how long do
                 # I have to send it back?") is answered in the same reply.
-                passage = self._search(state.text, state.shopper, state.det) if state.det.question else None
+                passage = (
+                    self._search(state.text, state.shopper, state.det)
+                    if state.det.question
+                    else None
+                )
                 if passage is not None:
                     turn.reply = f"{passage.text}\n(Source: {passage.source})\n\n{turn.reply}"
                     turn.sources = [passage.source]
