@@ -111,8 +111,8 @@ class Turn:
 class Agent(Protocol):
     async def respond(self, conversation: ConversationView, history: list[MessageView]) -> Turn:
         """`history`: the conversation's latest messages up to the one to answer, oldest first,
-        notes left out; who said what, without each message's `meta` (an agent keeps what it
-        needs across turns in the conversation's memory)."""
+        notes left out; who said what: each message's `meta` may be left out (an agent keeps
+        what it needs across turns in the conversation's memory)."""
         ...
 
 

@@ -83,8 +83,8 @@ class HotReads:
             and url is not None
             and url.get_backend_name() == "sqlite"
             and bool(database)
-            and "memory" not in database
-            and "mode=memory" not in str(url.query)
+            and database != ":memory:"
+            and url.query.get("mode") != "memory"
         )
         self._direct = _Direct(url, bind.dialect) if own and url is not None and bind else None
 
@@ -140,7 +140,10 @@ class HotReads:
         return repo.messages_of(rows)
 
     async def close(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
+        """At shutdown: a read that still comes (a late catch-up) goes through a session, so
+        no connection is opened again that nothing would close."""
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
 
 

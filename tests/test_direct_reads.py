@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from storage import direct, repo
 from storage.db import make_engine, make_sessionmaker
@@ -152,8 +153,21 @@ async def test_a_failed_read_is_the_engines_error_and_the_next_one_reconnects(
     await reads.close()
 
 
-async def test_an_in_memory_database_reads_through_the_engine() -> None:
-    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-    reads = HotReads(make_sessionmaker(engine))
-    assert reads._direct is None  # a second connection would not see the first one's database
+async def test_an_in_memory_database_reads_through_the_engine(tmp_path: Path) -> None:
+    for url in ("sqlite+aiosqlite:///:memory:", "sqlite+aiosqlite:///file:x?mode=memory&uri=true"):
+        engine = create_async_engine(url, poolclass=StaticPool)
+        reads = HotReads(make_sessionmaker(engine))
+        assert reads._direct is None  # a second connection would not see the first's database
+        await engine.dispose()
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/memory/handoff.db")
+    assert HotReads(make_sessionmaker(engine))._direct is not None  # a file named "memory" is a file
     await engine.dispose()
+
+
+async def test_reads_after_close_open_nothing_new(db: async_sessionmaker[AsyncSession]) -> None:
+    ids = await _conversations(db)
+    reads = HotReads(db)
+    assert await reads.token_state(ids[0]) == ("h" * 64, "bot")
+    await reads.close()
+    assert await reads.token_state(ids[0]) == ("h" * 64, "bot")  # through a session
+    assert reads._direct is None
