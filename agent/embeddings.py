@@ -49,6 +49,62 @@ def gram_buckets(words: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.nda
     return buckets, np.concatenate(weights)
 
 
+_MASK = (1 << 64) - 1
+_WORD_CACHE_MAX = 50000
+# A word's hashed n-grams per length (3, 4, 5), per word: a question's words repeat from message
+# to message (its sentences do not), and hashing one word in Python once beats a dozen numpy
+# calls over the whole question every time. Shared by every CharGrams: buckets need no vocabulary.
+_word_buckets: dict[str, tuple[list[int], ...]] = {}
+
+
+def _buckets_of_word(word: str) -> tuple[list[int], ...]:
+    """`gram_buckets([(word, w)])`'s buckets split by n-gram length, in Python integers: the same
+    uint64 arithmetic (everything modulo 2^64) and the same n-grams (those with a space inside
+    them dropped), in the same order."""
+    cp = [32, *map(ord, word), 32]
+    inner = [c != _SPACE for c in cp]
+    mult, base = int(_MULT), int(_BASE)
+    shift = 64 - _BITS
+    out: list[list[int]] = []
+    for n in NGRAMS:
+        row = []
+        for i in range(len(cp) - n + 1):
+            if all(inner[i + 1 : i + n - 1]):
+                h = 0
+                for c in cp[i : i + n]:
+                    h = (h * base + c) & _MASK
+                row.append((((h + n) & _MASK) * mult & _MASK) >> shift)
+        out.append(row)
+    return tuple(out)
+
+
+def query_buckets(words: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """`gram_buckets(words)`, element for element, from each word's cached n-grams: that function
+    lists every word's 3-grams, then every word's 4-grams, then 5-grams (an n-gram never spans two
+    words), so the per-word lists are laid out in that order."""
+    if not words:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0)
+    cache = _word_buckets
+    per_word = []
+    for word, _ in words:
+        grams = cache.get(word)
+        if grams is None:
+            grams = _buckets_of_word(word)
+            if len(cache) >= _WORD_CACHE_MAX:
+                cache.clear()
+            cache[word] = grams
+        per_word.append(grams)
+    buckets: list[int] = []
+    repeats: list[int] = []
+    for n in range(len(NGRAMS)):
+        for grams in per_word:
+            buckets += grams[n]
+            repeats.append(len(grams[n]))
+    weight = np.array([w for _, w in words])
+    weights = np.repeat(np.tile(weight, len(NGRAMS)), repeats)
+    return np.array(buckets, dtype=np.uint64), weights
+
+
 class CharGrams:
     """TF-IDF (sublinear tf, smoothed idf, l2-normalised) over word-bounded character n-grams."""
 
@@ -84,7 +140,7 @@ class CharGrams:
 
     def similarity(self, words: dict[str, float]) -> np.ndarray:
         """Cosine of the weighted question words against every passage."""
-        b, w = gram_buckets([(k, v) for k, v in words.items() if v > 0])
+        b, w = query_buckets([(k, v) for k, v in words.items() if v > 0])
         if not len(b) or not len(self.vocab):
             return np.zeros(self.n)
         ub, inv = np.unique(b, return_inverse=True)
