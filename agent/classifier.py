@@ -23,7 +23,7 @@ import math
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -281,6 +281,17 @@ class IntentClassifier:
             self._parts.append((t.analyzer, t.vocabulary, t.idf, coef[:, offset : offset + n]))
             offset += n
         self._coef_vec = coef[:, offset:] if self._wl is not None else None
+        # The same parts for one TF-IDF pass over all of them (see `_logits`): each analyzer's
+        # vocabulary with its columns shifted to where its block sits in `coef`, every block's
+        # idf in one array, and the blocks' weights as one matrix (`coef` without the vectors).
+        self._tfidf_vocabs: list[tuple[Callable[[str], list[str]], dict[str, int]]] = []
+        start = 0
+        for analyzer, vocab, _, _ in self._parts:
+            shifted = vocab if not start else {g: i + start for g, i in vocab.items()}
+            self._tfidf_vocabs.append((analyzer, shifted))
+            start += len(vocab)
+        self._tfidf_idf = np.concatenate([idf for _, _, idf, _ in self._parts])
+        self._tfidf_coef = coef[:, :offset]
         # A word's character n-grams as vocabulary columns, per word: a sentence's n-grams are its
         # words' in turn, and shoppers' words repeat from message to message (their sentences do
         # not). Shared by the copies `trained` hands out: it depends on the vocabulary only.
@@ -332,21 +343,35 @@ class IntentClassifier:
         return out
 
     def _logits(self, prepared: str) -> np.ndarray:
+        """The intents' scores for one prepared sentence: per analyzer its TF-IDF vector (sublinear
+        tf, l2-normalised) times that analyzer's weights, then the sentence vector's part.
+
+        The analyzers' n-grams are counted together and their weights computed in one pass
+        (their columns never overlap), then each analyzer's slice is normalised and multiplied
+        on its own, in the same order and with the same BLAS calls as one analyzer at a time:
+        a dozen numpy calls a sentence fewer, the same bits."""
         out = self._intercept.copy()
-        for analyzer, vocab, idf, coef in self._parts:
+        counts: Counter[int] = Counter()
+        ends: list[int] = []
+        for analyzer, vocab in self._tfidf_vocabs:
             if analyzer is self._char_analyzer:
-                columns = self._char_columns(prepared, vocab)
+                counts.update(self._char_columns(prepared, vocab))
             else:
-                columns = [i for i in map(vocab.get, analyzer(prepared)) if i is not None]
-            if not columns:
-                continue
+                counts.update([i for i in map(vocab.get, analyzer(prepared)) if i is not None])
+            ends.append(len(counts))
+        if counts:
             # Each column once, in the order first seen: the order the weights are summed in.
-            counts = Counter(columns)
             idx = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
             tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            w = (np.log(tf) + 1.0) * idf[idx]
-            w /= np.sqrt(w @ w)
-            out += coef[:, idx] @ w
+            weights = (np.log(tf) + 1.0) * self._tfidf_idf[idx]
+            block = self._tfidf_coef[:, idx]
+            start = 0
+            for end in ends:
+                if end > start:
+                    w = weights[start:end]
+                    w /= np.sqrt(w @ w)
+                    out += block[:, start:end] @ w
+                start = end
         if self._coef_vec is not None:
             out += self._coef_vec @ self._embed_one(prepared)
         return out
