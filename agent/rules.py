@@ -142,6 +142,22 @@ def clock() -> datetime:
     return datetime.now(UTC)
 
 
+_STORE_DUMP: tuple[Any, dict[str, Any]] | None = None
+
+
+def _store_dump(config: StoreConfig) -> dict[str, Any]:
+    """`config.store.model_dump()`, made once per store object rather than on every handoff: a
+    config does not change after start-up. Keyed by the object itself (held, so its id is never
+    reused), so another config, or a reloaded one, gets its own. Read-only: the expectation's
+    readers render it or copy it (json_safe) and never write to it."""
+    global _STORE_DUMP
+    store = config.store
+    hit = _STORE_DUMP
+    if hit is None or hit[0] is not store:
+        hit = _STORE_DUMP = (store, store.model_dump())
+    return hit[1]
+
+
 def handoff_expectation(
     config: StoreConfig,
     decision: Decision,
@@ -159,7 +175,7 @@ def handoff_expectation(
     hours = config.store.hours
     msgs = config.messages
     custom = next((m.rule.expectation for m in decision.matches if m.rule.expectation), None)
-    ctx = {**facts, "sla_minutes": sla, "tags": decision.tags, "store": config.store.model_dump()}
+    ctx = {**facts, "sla_minutes": sla, "tags": decision.tags, "store": _store_dump(config)}
     in_hours = hours.is_open(now)
     if in_hours:
         template = custom or msgs.wait_text("expectation", language)
