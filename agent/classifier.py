@@ -54,6 +54,7 @@ _CODE = re.compile(
     r"#\s?[a-z]{0,4}\s?-?\s?\d[\d -]*\d|\b[a-z]{1,4}\s?-\s?\d[\d -]*\d|\b[a-z]+\d+[a-z\d]*\b"
 )
 _NUMBER = re.compile(r"[$€£]?\d+(?:[.,:]\d+)*\s?[%€$£]?")
+_DIGIT = re.compile(r"\d")
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+|\s+-+\s+(?!\d)|(?<=[!?])(?=[A-Za-z¿¡])")
 
@@ -118,9 +119,13 @@ def prepare(text: str) -> str:
     placeholders (so "#AB 12345" and "£26.99" are features of their kind, not of their value),
     negation scopes marked."""
     t = normalize(text)
-    t = _EMAIL.sub(" zzemail ", t)
-    t = _CODE.sub(" zzorder ", t)
-    t = _NUMBER.sub(" 0 ", t)
+    # Each substitution only where it can match (most sentences have no email and no digit): an
+    # email needs its "@", an identifier and a number each a digit (`\d`, as they read it).
+    if "@" in t:
+        t = _EMAIL.sub(" zzemail ", t)
+    if _DIGIT.search(t):
+        t = _CODE.sub(" zzorder ", t)
+        t = _NUMBER.sub(" 0 ", t)
     return _mark_negation(_SPACES.sub(" ", t).strip())
 
 
