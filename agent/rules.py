@@ -7,51 +7,13 @@ orders it matches count as problem orders (so "two or more orders with problems"
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
-
-from jinja2 import Undefined
 
 from domain.storeconfig import Rule, StoreConfig
 from domain.templating import ENV, evaluate_in, expression_context, render
 from domain.waiting import Expectation, opens_text, render_wait
-
-_LOCAL = threading.local()
-
-
-@lru_cache(maxsize=1024)
-def _compiled(source: str) -> Any:
-    """The template Jinja compiles a condition into (None if it is not the TemplateExpression
-    domain/templating.py's `evaluate_in` knows)."""
-    return getattr(ENV.compile_expression(source), "_template", None)
-
-
-def _evaluate(expression: str, context: dict[str, Any]) -> Any:
-    """`evaluate_in(expression, context)` with the Jinja context object each condition runs in
-    made once per thread and reset (its variables emptied, the facts swapped in) instead of
-    built anew: a dozen conditions a pass, and building the object was a third of each one's
-    cost. A condition only reads the facts and writes its own `result`, so a fresh set of
-    variables is all a fresh context would give it."""
-    template = _compiled(expression)
-    if template is None:
-        return evaluate_in(expression, context)
-    contexts = getattr(_LOCAL, "contexts", None)
-    if contexts is None:
-        contexts = _LOCAL.contexts = {}
-    ctx = contexts.get(template)
-    if ctx is None:
-        ctx = contexts[template] = template.new_context(context, shared=True)
-    else:
-        ctx.parent = context
-        ctx.vars = {}
-        ctx.exported_vars = set()
-    for _ in template.root_render_func(ctx):
-        pass
-    result = ctx.vars["result"]
-    return None if isinstance(result, Undefined) else result
 
 
 @dataclass
@@ -98,14 +60,14 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
 
     refresh()
     for rule_set in config.rule_sets:
-        if not _evaluate(rule_set.applies_if, ctx):
+        if not evaluate_in(rule_set.applies_if, ctx):
             continue
         for rule in rule_set.rules:
             if rule.for_each == "order":
                 hits = []
                 for o in orders:
                     ctx["order"] = o
-                    if _evaluate(rule.if_, ctx):
+                    if evaluate_in(rule.if_, ctx):
                         hits.append(o)
                 ctx.pop("order", None)
                 if not hits:
@@ -121,7 +83,7 @@ def evaluate_rules(config: StoreConfig, facts: dict[str, Any]) -> Decision:
                     if n not in decision.problem_orders:
                         decision.problem_orders.append(n)
             else:
-                if not _evaluate(rule.if_, ctx):
+                if not evaluate_in(rule.if_, ctx):
                     continue
                 reason = render(rule.reason, **_facts(ctx)) if rule.reason else rule.name
                 decision.matches.append(Match(rule, rule_set.name, [], reason))
