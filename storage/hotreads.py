@@ -72,6 +72,14 @@ class _Direct:
                 conn.close()
 
 
+def _history_upto(inputs: repo.TurnInputs | None) -> int | None:
+    """The message a turn's history ends with: the waiting one, when the agent will answer it
+    (the conversation is the agent's); None when no history is read."""
+    if inputs is None or inputs.view.state != "bot":
+        return None
+    return inputs.first_unhandled
+
+
 class HotReads:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -104,23 +112,22 @@ class HotReads:
         if d is None:
             async with self._connection() as conn:
                 inputs = await repo.turn_inputs(conn, conversation_id)
-                if inputs is None or inputs.first_unhandled is None:
-                    return None
-                if inputs.view.state != "bot":
-                    return inputs, []
-                upto = inputs.first_unhandled
-                return inputs, await repo.last_messages(conn, conversation_id, upto, last)
-        row = d.run(lambda c: d.turn_inputs.first(c, cid=conversation_id))
-        if row is None:
+                upto = _history_upto(inputs)
+                hist = [] if upto is None else await repo.last_messages(conn, conversation_id, upto, last)
+        else:
+            row = d.run(lambda c: d.turn_inputs.first(c, cid=conversation_id))
+            inputs = None if row is None else repo.turn_inputs_of(dict(zip(d.turn_inputs.keys, row, strict=True)))
+            upto = _history_upto(inputs)
+            hist = (
+                []
+                if upto is None
+                else repo.messages_of(
+                    d.run(lambda c: d.last_messages.rows(c, cid=conversation_id, upto=upto, n=last))
+                )[::-1]
+            )
+        if inputs is None or inputs.first_unhandled is None:
             return None
-        inputs = repo.turn_inputs_of(dict(zip(d.turn_inputs.keys, row, strict=True)))
-        if inputs.first_unhandled is None:
-            return None
-        if inputs.view.state != "bot":
-            return inputs, []
-        upto = inputs.first_unhandled
-        rows = d.run(lambda c: d.last_messages.rows(c, cid=conversation_id, upto=upto, n=last))
-        return inputs, repo.messages_of(rows)[::-1]
+        return inputs, hist
 
     async def token_state(self, conversation_id: int) -> tuple[str | None, str] | None:
         d = self._direct
