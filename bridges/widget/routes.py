@@ -280,13 +280,15 @@ class WidgetRoutes:
         # The client's id is shopper text too (it is stored and echoed): masked like the rest.
         platform_id = mask_sensitive(str(client_id)) if client_id is not None else None
         try:
-            msg, _ = await self.core.shopper_message(cid, text, source="widget", platform_id=platform_id)
+            msg, new = await self.core.shopper_message(cid, text, source="widget", platform_id=platform_id)
         except UnknownConversation as exc:
             return _error(404, str(exc)) if as_http else {"error": str(exc)}
         except CoreError as exc:
             return _error(400, str(exc)) if as_http else {"error": str(exc)}
-        body = {"message": msg.as_json()}
-        return web.json_response(body) if as_http else body
+        body: dict[str, Any] = {"message": msg.as_json()}
+        if as_http:
+            return web.json_response(body)
+        return {**body, "again": not new}
 
     async def websocket(self, request: web.Request) -> web.WebSocketResponse:
         try:
@@ -353,6 +355,11 @@ class WidgetRoutes:
             assert isinstance(result, dict)
             if "error" in result:
                 await ws.send_json({"type": "error", "error": result["error"], "client_id": client_id})
+            elif result.get("again"):
+                # A resend of a message already stored (its first confirmation went out while this
+                # socket was not yet listening): confirmed to this socket, or the widget would
+                # keep it pending and keep sending it.
+                await ws.send_json({"type": "message", **result["message"]})
 
     async def _pump(self, ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
         while not ws.closed:
