@@ -158,3 +158,32 @@ async def test_card_numbers_are_masked_in_every_field_and_in_staff_replies(clien
     # What the shopper's widget receives is the masked reply.
     hist = await (await client.get(f"/api/conversations/{cid}/messages?token={token}")).json()
     assert "4111" not in str(hist)
+
+
+async def test_a_resend_of_a_stored_message_is_confirmed_to_the_socket_that_resent_it(
+    client: Any,
+) -> None:
+    """The widget keeps a message pending until its socket sees it stored. A first socket's
+    confirmation is lost on a reconnect; the new socket resends with the same client_id and must
+    hear that it is stored (once), or the widget would keep resending it."""
+    cid, token = await _start(client)
+    url = f"/api/conversations/{cid}/ws?token={token}"
+    first = await client.ws_connect(url)
+    assert (await first.receive_json(timeout=5))["type"] == "state"
+    await first.send_json({"type": "message", "text": "is it stored?", "client_id": "k1"})
+    while True:
+        frame = await first.receive_json(timeout=10)
+        if frame.get("client_id") == "k1" and frame["type"] == "message":
+            break
+    await first.close()
+    second = await client.ws_connect(url)  # after the confirmation went out
+    assert (await second.receive_json(timeout=5))["type"] == "state"
+    await second.send_json({"type": "message", "text": "is it stored?", "client_id": "k1"})
+    while True:
+        again = await second.receive_json(timeout=10)
+        if again.get("client_id") == "k1" and again["type"] == "message":
+            break
+    assert again["id"] == frame["id"]  # the stored one, not a second message
+    history = await services(client).core.history(cid)
+    assert [m.text for m in history if m.role == "shopper"] == ["is it stored?"]
+    await second.close()
